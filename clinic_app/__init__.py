@@ -1,0 +1,1 @@
+"""Django project and app for guideline-grounded clinical decision support."""

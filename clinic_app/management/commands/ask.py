@@ -1,0 +1,61 @@
+"""Ask a question from the command line through the same service the page uses."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from clinic_app import services
+from clinic_app.models import AnswerStatus
+from clinic_app.streaming import CollectingSink
+
+EXIT_CODES = {
+    AnswerStatus.COMPLETE: 0,
+    AnswerStatus.FAILED: 1,
+    AnswerStatus.REFUSED: 2,
+    AnswerStatus.CANCELLED: 3,
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the streamed answer to a question, then its citations. Exit status: 0 answered, "
+        "1 failed, 2 refused (no sufficient evidence), 3 cancelled."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("question")
+        parser.add_argument("--user", default="clinician", help="asking clinician's username")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = User.objects.filter(username=options["user"]).first()
+        if user is None:
+            raise CommandError(f"no user {options['user']!r} (run `manage.py setup_demo`)")
+        try:
+            answer = services.question_ask(user=user, text=options["question"])
+        except services.QuestionRejected as exc:
+            raise CommandError(str(exc)) from exc
+
+        def echo(delta: str) -> None:
+            self.stdout.write(delta, ending="")
+            self.stdout.flush()
+
+        sink = CollectingSink(echo=echo)
+        answer = services.answer_generate(answer_id=answer.pk, sink=sink)
+        payload = sink.final or {}
+        self.stdout.write("")
+        if answer.status != AnswerStatus.COMPLETE:
+            self.stderr.write(f"{answer.status}: {answer.message}")
+        for c in payload.get("citations", []):
+            g = c["passage"]["guideline"]
+            mark = "*" if c["cited"] else " "
+            self.stdout.write(
+                f"{mark}[S{c['number']}] {g['title']} ({g['organisation']}, {g['year']}) "
+                f"- {c['passage']['section']} - {g['url'] or g['doi']} (score {c['score']:.2f})"
+            )
+        if answer.status == AnswerStatus.COMPLETE:
+            self.stdout.write(f"\n{answer.disclaimer}")
+        sys.exit(EXIT_CODES[AnswerStatus(answer.status)])

@@ -1,0 +1,158 @@
+"""Persistent state: guidelines and their passages, index versions, questions and answers."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Role(models.TextChoices):
+    """Django group names that grant each role."""
+
+    CLINICIAN = "clinician", "Clinician"
+    GUIDELINE_ADMIN = "guideline-admin", "Guideline admin"
+    AUDITOR = "auditor", "Auditor"
+
+
+class Guideline(models.Model):
+    """One ingested guideline document (for the demo corpus: one section file of a guideline)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    title = models.CharField(max_length=500)
+    organisation = models.CharField(max_length=200, blank=True)
+    year = models.PositiveIntegerField(null=True, blank=True)
+    doi = models.CharField(max_length=200, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    sha256 = models.CharField(max_length=64)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.key})"
+
+
+class Passage(models.Model):
+    """A chunk of a guideline; its primary key is its id in the vector index."""
+
+    guideline = models.ForeignKey(Guideline, on_delete=models.PROTECT, related_name="passages")
+    ordinal = models.PositiveIntegerField()
+    section = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["guideline", "ordinal"], name="passage_unique_ordinal")
+        ]
+        ordering = ["guideline_id", "ordinal"]
+
+    def __str__(self) -> str:
+        return f"passage {self.pk} ({self.section})"
+
+
+class IndexVersion(models.Model):
+    """A published vector index; exactly one is live."""
+
+    version = models.PositiveIntegerField(unique=True)
+    embedder = models.CharField(max_length=200)
+    passage_count = models.PositiveIntegerField()
+    live = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"index v{self.version}{' (live)' if self.live else ''}"
+
+
+class Question(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"question {self.pk}"
+
+
+class AnswerStatus(models.TextChoices):
+    PENDING = "pending"
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    REFUSED = "refused"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = (
+    AnswerStatus.COMPLETE,
+    AnswerStatus.REFUSED,
+    AnswerStatus.FAILED,
+    AnswerStatus.CANCELLED,
+)
+
+
+class Answer(models.Model):
+    """The answer to one question, with what it was based on."""
+
+    question = models.OneToOneField(Question, on_delete=models.PROTECT, related_name="answer")
+    status = models.CharField(
+        max_length=16, choices=AnswerStatus.choices, default=AnswerStatus.PENDING
+    )
+    text = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="Refusal or error message shown to the user")
+    disclaimer = models.TextField(blank=True)
+    backend = models.CharField(max_length=40, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    index_version = models.PositiveIntegerField(null=True, blank=True)
+    top_score = models.FloatField(null=True, blank=True)
+    prompt_sha256 = models.CharField(max_length=64, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    chunks_sent = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Citation(models.Model):
+    """A source given to the model as ``[S<number>]``; ``cited`` when the answer used it."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="citations")
+    number = models.PositiveSmallIntegerField()
+    passage = models.ForeignKey(Passage, on_delete=models.PROTECT)
+    score = models.FloatField()
+    cited = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["answer", "number"], name="citation_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"[S{self.number}] of answer {self.answer_id}"
+
+
+class AuditEvent(models.Model):
+    """An append-only record of who did what, when, from where, to which object, and the outcome."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=20, default="success")
+    source_ip = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor or '-'} ({self.outcome})"

@@ -1,0 +1,33 @@
+"""Role checks for views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from clinic_app.models import Role
+from clinic_app.selectors import user_has_role
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(role: Role) -> Callable[[View], View]:
+    """Anonymous users go to the login page; signed-in users without ``role`` get a 403 page."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user_has_role(request.user, role):
+                return render(request, "403.html", {"role": role.label}, status=403)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,9 @@
+"""Websocket routes."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from clinic_app.consumers import AskConsumer
+
+websocket_urlpatterns = [path("ws/ask/", AskConsumer.as_asgi())]

@@ -1,0 +1,76 @@
+"""Process-wide engines (embedder, retriever, generator), built once from settings."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+from django.conf import settings
+
+from inference.backends import Backend, load_backend
+from inference.prompts import PROFILES, Profile
+from retrieval.embedder import Embedder
+from retrieval.index import set_faiss_threads
+from retrieval.search import Retriever
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def configure_threads() -> dict[str, int]:
+    """Set FAISS and torch thread counts deliberately (see DESIGN.md) and log them."""
+    faiss_threads = settings.FAISS_THREADS
+    set_faiss_threads(faiss_threads)
+    torch_threads = settings.TORCH_THREADS or max(1, (os.cpu_count() or 2))
+    try:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    except ImportError:  # pragma: no cover - torch is a hard dependency of the embedder
+        pass
+    log.info("threads: faiss=%s torch=%s", faiss_threads, torch_threads)
+    return {"faiss": faiss_threads, "torch": torch_threads}
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    configure_threads()
+    return Embedder(
+        settings.EMBEDDER_MODEL, device=settings.EMBEDDER_DEVICE, dtype=settings.EMBEDDER_DTYPE
+    )
+
+
+@functools.cache
+def get_retriever() -> Retriever:
+    return Retriever(get_embedder(), settings.INDEX_DIR)
+
+
+@functools.cache
+def get_backend() -> Backend:
+    """The generator selected by ``INFERENCE_BACKEND``."""
+    configure_threads()
+    if settings.INFERENCE_BACKEND == "vllm":
+        return load_backend(
+            "vllm",
+            base_url=settings.VLLM_BASE_URL,
+            model=settings.VLLM_MODEL,
+            api_key=settings.VLLM_API_KEY,
+            context_tokens=settings.VLLM_CONTEXT_TOKENS,
+            first_token_timeout=settings.VLLM_FIRST_TOKEN_TIMEOUT,
+            total_timeout=settings.VLLM_TOTAL_TIMEOUT,
+        )
+    return load_backend(
+        "transformers",
+        model_path=str(settings.MODELS_DIR / settings.EMBEDDED_MODEL),
+        dtype=settings.EMBEDDED_MODEL_DTYPE,
+        model_name=settings.EMBEDDED_MODEL,
+    )
+
+
+def get_profile() -> Profile:
+    """Prompt layout: ``PROMPT_PROFILE`` if set, else Meditron's for vLLM and ChatML in-process."""
+    name = settings.PROMPT_PROFILE or (
+        "meditron" if settings.INFERENCE_BACKEND == "vllm" else "chatml"
+    )
+    return PROFILES[name]

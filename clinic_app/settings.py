@@ -1,0 +1,189 @@
+"""Django settings. Every value comes from the environment (see `.env.example` and README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from clinic_app.env import (
+    SettingError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+        raise SettingError("SECRET_KEY must be set in production")
+    # Embedded default: a per-installation key kept under var/ (created by `make run`).
+    _key_file = VAR_DIR / "secret_key"
+    SECRET_KEY = _key_file.read_text().strip() if _key_file.exists() else "insecure-dev-key"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list(
+    "CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "clinic_app.apps.ClinicAppConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "clinic_app.urls"
+ASGI_APPLICATION = "clinic_app.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "clinic_app.context_processors.roles",
+            ]
+        },
+    }
+]
+
+# --- Database: SQLite by default, PostgreSQL (or any dj-database-url URL) with DATABASE_URL.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VAR_DIR / "clinic.sqlite3"),
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: task queue, channel layer and cache. Unset: everything in-process.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # redis-py 8's default 5 s socket timeout races the 5 s blocking pop: keep it above.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+        }
+    }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: with REDIS_URL tasks go to worker processes; without it they run in-process, on a
+# thread pool so the websocket consumer never blocks (see clinic_app.tasks.enqueue).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_INPROCESS = not CELERY_BROKER_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=10)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_TASK_IGNORE_RESULT = True
+
+# --- Retrieval
+INDEX_DIR = Path(env_str("INDEX_DIR", str(VAR_DIR / "index")))
+EMBEDDER_MODEL = env_str("EMBEDDER_MODEL", "bundled")
+EMBEDDER_DEVICE = env_str("EMBEDDER_DEVICE", "cpu")
+EMBEDDER_DTYPE = env_choice("EMBEDDER_DTYPE", "bfloat16", ("bfloat16", "float32"))
+CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 200, minimum=32)
+RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5, minimum=1)
+# Cosine similarity below which the best passage is not evidence enough to answer.
+RETRIEVAL_MIN_SCORE = env_float("RETRIEVAL_MIN_SCORE", 0.40)
+FAISS_THREADS = env_int("FAISS_THREADS", 1, minimum=1)
+
+# --- Inference
+INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "transformers", ("transformers", "vllm"))
+PROMPT_PROFILE = env_choice("PROMPT_PROFILE", "", ("", "chatml", "meditron"))
+MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))
+EMBEDDED_MODEL = env_choice(
+    "EMBEDDED_MODEL",
+    "qwen2.5-coder-0.5b-instruct",
+    ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"),
+)
+EMBEDDED_MODEL_DTYPE = env_choice("EMBEDDED_MODEL_DTYPE", "bfloat16", ("bfloat16", "float32"))
+TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0)
+VLLM_BASE_URL = env_str("VLLM_BASE_URL", "http://127.0.0.1:8001")
+VLLM_MODEL = env_str("VLLM_MODEL", "epfl-llm/meditron-7b")
+VLLM_API_KEY = env_str("VLLM_API_KEY")
+VLLM_CONTEXT_TOKENS = env_int("VLLM_CONTEXT_TOKENS", 2048, minimum=256)
+VLLM_FIRST_TOKEN_TIMEOUT = env_float("VLLM_FIRST_TOKEN_TIMEOUT", 60.0)
+VLLM_TOTAL_TIMEOUT = env_float("VLLM_TOTAL_TIMEOUT", 300.0)
+ANSWER_MAX_TOKENS = env_int("ANSWER_MAX_TOKENS", 320, minimum=16)
+QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
+STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 75, minimum=1)
+
+DISCLAIMER = env_str(
+    "DISCLAIMER",
+    "Decision support for qualified clinicians only. This answer is generated by a language "
+    "model from the cited guideline passages and may be incomplete or wrong; it is not a "
+    "substitute for clinical judgment. Verify against the sources before acting.",
+)
+
+# --- Auth and security
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "ask"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

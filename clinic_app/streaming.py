@@ -1,0 +1,128 @@
+"""Delivering an answer as it is generated: sinks, batching, and the channel-layer publisher.
+
+Generation runs in a worker thread or a Celery worker process, never on the server's event
+loop. Text is flushed in small batches (``STREAM_FLUSH_MS``), each with a sequence number, so
+the browser can detect a gap; the final event carries the persisted answer, which repairs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_worker_loop: asyncio.AbstractEventLoop | None = None
+_worker_loop_lock = threading.Lock()
+
+
+def answer_group(answer_id: int) -> str:
+    """Channel-layer group that receives one answer's events."""
+    return f"answer.{answer_id}"
+
+
+def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the ASGI server's loop: in-process tasks publish through it (in-memory layer)."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """The loop publishes run on: the server's when in-process, else one kept alive per worker."""
+    global _worker_loop
+    if settings.CELERY_TASK_INPROCESS and _server_loop is not None and _server_loop.is_running():
+        return _server_loop
+    with _worker_loop_lock:
+        if _worker_loop is None or not _worker_loop.is_running():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="layer-publisher", daemon=True).start()
+            _worker_loop = loop
+        return _worker_loop
+
+
+def publish(group: str, message: dict[str, Any], *, timeout: float = 10.0) -> None:
+    """Send ``message`` to ``group`` from a synchronous thread and wait for the send."""
+    loop = _publisher_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        raise RuntimeError("publish() must not be called from the publisher's own loop")
+    layer = get_channel_layer()
+    assert layer is not None
+    asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout)
+
+
+class AnswerSink(Protocol):
+    """Receives one answer's output as it is produced."""
+
+    def text(self, delta: str) -> None:
+        """New answer text (may be buffered)."""
+        ...
+
+    def finish(self, payload: dict[str, Any]) -> None:
+        """The answer reached a final state; ``payload`` is its persisted form."""
+        ...
+
+
+class ChannelSink:
+    """Publishes batched text chunks and the final answer to the answer's group."""
+
+    def __init__(self, answer_id: int, *, flush_ms: int | None = None) -> None:
+        self.answer_id = answer_id
+        self.group = answer_group(answer_id)
+        self.flush_s = (flush_ms if flush_ms is not None else settings.STREAM_FLUSH_MS) / 1000
+        self.seq = 0
+        self._buffer: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def text(self, delta: str) -> None:
+        self._buffer.append(delta)
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        chunk = "".join(self._buffer)
+        self._buffer.clear()
+        self.seq += 1
+        publish(
+            self.group,
+            {"type": "answer.chunk", "answer_id": self.answer_id, "seq": self.seq, "text": chunk},
+        )
+
+    def finish(self, payload: dict[str, Any]) -> None:
+        self.flush()
+        publish(
+            self.group,
+            {
+                "type": "answer.done",
+                "answer_id": self.answer_id,
+                "seq": self.seq,
+                "answer": payload,
+            },
+        )
+
+
+class CollectingSink:
+    """Keeps the streamed chunks in memory; used by the command line and by tests."""
+
+    def __init__(self, echo: Any = None) -> None:
+        self.chunks: list[str] = []
+        self.final: dict[str, Any] | None = None
+        self._echo = echo
+
+    def text(self, delta: str) -> None:
+        self.chunks.append(delta)
+        if self._echo is not None:
+            self._echo(delta)
+
+    def finish(self, payload: dict[str, Any]) -> None:
+        self.final = payload

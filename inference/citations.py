@@ -1,0 +1,75 @@
+"""Checks on a finished answer: citations, uncited sentences, and content no source contained."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_CITATION_GROUP = re.compile(r"\[\s*(S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*)\s*\]", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
+_URL = re.compile(r"(?:https?://|www\.)[^\s)\]>]+", re.IGNORECASE)
+_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[(])")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something the checks found; ``kind`` is machine-readable, ``detail`` for people."""
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CheckedAnswer:
+    """The cleaned answer text, which sources it cites (1-based numbers) and what was flagged."""
+
+    text: str
+    cited: list[int]
+    flags: list[Flag] = field(default_factory=list)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences (a simple rule: end punctuation followed by a capital)."""
+    parts: list[str] = []
+    for paragraph in re.split(r"\n\s*\n|\n(?=\s*[-*\d]+[.)]?\s)", text):
+        parts.extend(p.strip() for p in _SENTENCE.split(paragraph) if p.strip())
+    return parts
+
+
+def check_answer(
+    text: str, *, source_count: int, source_texts: Sequence[str] = ()
+) -> CheckedAnswer:
+    """Validate the citations in ``text`` against ``source_count`` given sources.
+
+    1. Citations to sources that were not given are removed and flagged.
+    2. URLs and HTML-like markup that no source contained are stripped and flagged.
+    3. Sentences without any citation are flagged (not removed: the UI marks them).
+    """
+    flags: list[Flag] = []
+    cited: list[int] = []
+
+    def fix_group(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in _NUMBER.findall(match.group(1))]
+        valid = [n for n in numbers if 1 <= n <= source_count]
+        for n in numbers:
+            if n not in valid:
+                flags.append(Flag("invalid_citation", f"[S{n}] does not match any given source"))
+        for n in valid:
+            if n not in cited:
+                cited.append(n)
+        return "".join(f"[S{n}]" for n in valid)
+
+    cleaned = _CITATION_GROUP.sub(fix_group, text)
+    corpus = "\n".join(source_texts)
+    for pattern, kind in ((_URL, "url_removed"), (_TAG, "markup_removed")):
+        for found in set(pattern.findall(cleaned)):
+            if found not in corpus:
+                flags.append(Flag(kind, f"removed {found!r}: no source contains it"))
+                cleaned = cleaned.replace(found, "")
+    cleaned = re.sub(r"[ \t]+\n", "\n", cleaned).strip()
+    for sentence in split_sentences(cleaned):
+        if len(sentence) > 20 and not _CITATION_GROUP.search(sentence):
+            flags.append(Flag("uncited_sentence", sentence[:200]))
+    return CheckedAnswer(text=cleaned, cited=cited, flags=flags)

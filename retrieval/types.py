@@ -1,0 +1,54 @@
+"""Value types passed between the retrieval stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DocumentMeta:
+    """Bibliographic facts shown with every passage cited from a document."""
+
+    key: str
+    title: str
+    organisation: str = ""
+    year: int | None = None
+    doi: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text under one heading path, e.g. ``("Anticoagulation", "Choice of agent")``."""
+
+    path: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage-sized piece of a section, ready to embed.
+
+    ``ordinal`` is the chunk's position within its document (0-based, deterministic).
+    """
+
+    section_path: tuple[str, ...]
+    text: str
+    ordinal: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed document: its metadata and its sections in reading order."""
+
+    meta: DocumentMeta
+    sections: list[Section] = field(default_factory=list)
+    source_name: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a passage id and its relevance score (cosine similarity, -1..1)."""
+
+    passage_id: int
+    score: float

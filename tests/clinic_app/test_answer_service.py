@@ -1,0 +1,106 @@
+"""The question path through the services, with the real embedder, index and embedded model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+
+from clinic_app import runtime, services
+from clinic_app.models import Answer, AnswerStatus, AuditEvent
+from clinic_app.streaming import CollectingSink
+from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION, free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def ask(user: User, text: str) -> tuple[Answer, CollectingSink]:
+    answer = services.question_ask(user=user, text=text)
+    sink = CollectingSink()
+    return services.answer_generate(answer_id=answer.pk, sink=sink), sink
+
+
+def test_empty_question_is_rejected(clinician: User) -> None:
+    with pytest.raises(services.QuestionRejected, match="type a question"):
+        services.question_ask(user=clinician, text="   ")
+
+
+@override_settings(QUESTION_MAX_CHARS=50)
+def test_oversized_question_is_rejected_with_the_limit_and_nothing_saved(clinician: User) -> None:
+    with pytest.raises(services.QuestionRejected, match="limited to 50 characters; this one has 60"):
+        services.question_ask(user=clinician, text="x" * 60)
+    assert not Answer.objects.exists()
+
+
+def test_off_topic_question_is_refused_without_calling_the_model(clinician: User) -> None:
+    answer, sink = ask(clinician, OFF_TOPIC_QUESTION)
+    assert answer.status == AnswerStatus.REFUSED
+    assert "No sufficiently relevant passage" in answer.message
+    assert answer.backend == "" and answer.prompt_sha256 == ""  # the model was never prompted
+    assert sink.chunks == []
+    assert sink.final is not None and sink.final["status"] == "refused"
+    assert AuditEvent.objects.filter(action="answer.refused", object_id=str(answer.pk)).exists()
+
+
+def test_answerable_question_streams_in_increments_and_persists_with_citations(
+    clinician: User,
+) -> None:
+    answer, sink = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE, answer.message
+    assert len(sink.chunks) > 3
+    assert answer.text.strip()
+    citations = list(answer.citations.select_related("passage__guideline"))
+    assert citations, "the sources given to the model are recorded"
+    assert citations[0].passage.guideline.key.startswith("acc_aha_af_2023/")
+    assert answer.disclaimer and answer.model_name and answer.index_version
+    assert sink.final is not None and sink.final["basis"]["model"] == answer.model_name
+    event = AuditEvent.objects.get(action="answer.complete", object_id=str(answer.pk))
+    assert event.details["passage_ids"] == [c.passage_id for c in citations]
+
+
+def test_a_finished_answer_is_not_generated_twice(clinician: User) -> None:
+    answer, _ = ask(clinician, OFF_TOPIC_QUESTION)
+    sink = CollectingSink()
+    again = services.answer_generate(answer_id=answer.pk, sink=sink)
+    assert again.status == AnswerStatus.REFUSED
+    assert sink.final is not None and sink.final["id"] == answer.pk
+    assert AuditEvent.objects.filter(action="answer.refused").count() == 1
+
+
+def test_model_server_down_gives_a_clear_failure(clinician: User) -> None:
+    port = free_port()  # nothing listens here
+    with override_settings(INFERENCE_BACKEND="vllm", VLLM_BASE_URL=f"http://127.0.0.1:{port}"):
+        runtime.get_backend.cache_clear()
+        try:
+            answer, sink = ask(clinician, ANSWERABLE_QUESTION)
+        finally:
+            runtime.get_backend.cache_clear()
+    assert answer.status == AnswerStatus.FAILED
+    assert "unavailable" in answer.message.lower()
+    assert sink.final is not None and sink.final["status"] == "failed"
+
+
+def test_cancel_stops_generation_and_keeps_the_partial_text(clinician: User) -> None:
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    first_chunk = threading.Event()
+
+    class CancellingSink(CollectingSink):
+        def text(self, delta: str) -> None:
+            super().text(delta)
+            if len(self.chunks) == 2:
+                assert services.answer_cancel(user=clinician, answer_id=answer.pk)
+                first_chunk.set()
+
+    sink = CancellingSink()
+    done = services.answer_generate(answer_id=answer.pk, sink=sink)
+    assert first_chunk.is_set()
+    assert done.status == AnswerStatus.CANCELLED
+    assert done.text == "".join(sink.chunks)
+    assert len(sink.chunks) < 40  # stopped promptly, not at max_tokens
+
+
+def test_another_users_answer_cannot_be_cancelled(clinician: User, auditor: User) -> None:
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    assert services.answer_cancel(user=auditor, answer_id=answer.pk) is False

@@ -1,0 +1,106 @@
+"""The websocket protocol, in-process (embedded default): real consumer, layer and model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+
+from clinic_app.asgi import application
+from clinic_app.consumers import CLOSE_FORBIDDEN, MAX_MESSAGE_BYTES
+from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
+
+pytestmark = [pytest.mark.usefixtures("seeded_db"), pytest.mark.asyncio]
+
+
+async def connect(user: User | None) -> tuple[WebsocketCommunicator, bool, Any]:
+    from django.contrib.auth.models import AnonymousUser
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/ask/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+    )
+    communicator.scope["user"] = user or AnonymousUser()
+    connected, code = await communicator.connect(timeout=10)
+    return communicator, connected, code
+
+
+async def receive_until_done(ws: WebsocketCommunicator, timeout: float = 180) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        event = await ws.receive_json_from(timeout=timeout)
+        events.append(event)
+        if event["type"] in ("done", "error"):
+            return events
+
+
+async def users() -> dict[str, User]:
+    from channels.db import database_sync_to_async
+
+    return await database_sync_to_async(lambda: {u.username: u for u in User.objects.all()})()
+
+
+async def test_anonymous_and_non_clinicians_cannot_open_the_socket() -> None:
+    all_users = await users()
+    for user in (None, all_users["auditor"], all_users["guideline-admin"]):
+        ws, connected, code = await connect(user)
+        assert not connected and code == CLOSE_FORBIDDEN
+        await ws.disconnect()
+
+
+async def test_foreign_origin_is_rejected() -> None:
+    all_users = await users()
+    ws = WebsocketCommunicator(application, "/ws/ask/", headers=[(b"origin", b"http://evil.example")])
+    ws.scope["user"] = all_users["clinician"]
+    connected, _ = await ws.connect(timeout=10)
+    assert not connected
+    await ws.disconnect()
+
+
+async def test_answer_streams_in_ordered_chunks_then_done_with_the_persisted_answer() -> None:
+    ws, connected, _ = await connect((await users())["clinician"])
+    assert connected
+    await ws.send_json_to({"action": "ask", "question": ANSWERABLE_QUESTION})
+    events = await receive_until_done(ws)
+    assert events[0]["type"] == "accepted"
+    chunks = [e for e in events if e["type"] == "chunk"]
+    assert len(chunks) >= 2, "text arrives in several increments"
+    assert [c["seq"] for c in chunks] == list(range(1, len(chunks) + 1))
+    done = events[-1]
+    assert done["type"] == "done" and done["answer"]["status"] == "complete"
+    assert done["seq"] == len(chunks)
+    streamed = "".join(c["text"] for c in chunks)
+    assert done["answer"]["text"].strip() and streamed.strip()
+    assert done["answer"]["citations"][0]["passage"]["guideline"]["title"]
+    await ws.disconnect()
+
+
+async def test_off_topic_question_gets_a_refusal_event() -> None:
+    ws, _, _ = await connect((await users())["clinician"])
+    await ws.send_json_to({"action": "ask", "question": OFF_TOPIC_QUESTION})
+    events = await receive_until_done(ws)
+    assert events[-1]["answer"]["status"] == "refused"
+    assert not [e for e in events if e["type"] == "chunk"]
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("{not json", "Malformed message."),
+        ('{"action": "dance"}', "Unknown action."),
+        ('{"action": "ask", "question": "' + "x" * 1200 + '"}', "limited to 1000 characters"),
+        ('{"action": "ask", "question": "' + "x" * (MAX_MESSAGE_BYTES + 1) + '"}', "Message too large"),
+        ('{"action": "cancel", "answer_id": "7"}', "Malformed cancel request."),
+        ('{"action": "follow", "answer_id": 999999}', "Answer not found."),
+    ],
+)
+async def test_bad_messages_get_a_clear_error_and_the_socket_stays_open(message: str, expected: str) -> None:
+    ws, _, _ = await connect((await users())["clinician"])
+    await ws.send_to(text_data=message)
+    event = await ws.receive_json_from(timeout=10)
+    assert event["type"] == "error" and expected in event["message"]
+    await ws.send_to(text_data='{"action": "dance"}')
+    assert (await ws.receive_json_from(timeout=10))["type"] == "error"
+    await ws.disconnect()

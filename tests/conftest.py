@@ -1,0 +1,87 @@
+"""Shared fixtures. Expensive things (the test index, loaded models) are built once per run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# A slice of the demo corpus that is quick to embed but still answers the test questions.
+TEST_GUIDELINES = ("acc_aha_af_2023", "kdigo_ckd_2024", "aba_burn_2016", "acc_aha_hypertension_2017")
+ANSWERABLE_QUESTION = "Which patients with atrial fibrillation should receive oral anticoagulation?"
+OFF_TOPIC_QUESTION = "Who won the football world cup in 2018?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_documents() -> list:  # type: ignore[type-arg]
+    from retrieval.loaders import load_open_medicine
+
+    return [d for d in load_open_medicine() if d.meta.key.split("/")[0] in TEST_GUIDELINES]
+
+
+@pytest.fixture(scope="session")
+def index_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="clinic-test-index-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker, index_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Test database with roles, demo users and the test slice of the corpus, indexed once."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from clinic_app import services
+
+    settings.INDEX_DIR = index_dir
+    with django_db_blocker.unblock():
+        os.environ.setdefault("DEMO_PASSWORD", "test-password-123")
+        call_command("setup_demo", "--skip-corpus", verbosity=0)
+        services.guidelines_ingest(documents=test_documents(), actor="tests")
+        call_command("dumpdata", *SEED_MODELS, output=str(index_dir / "seed.json"), verbosity=0)
+
+
+# Transactional tests empty the database when they end; they reload this seed (same primary
+# keys, so the index on disk still matches) instead of re-embedding the corpus.
+SEED_MODELS = ("auth.group", "auth.user", "clinic_app.guideline", "clinic_app.passage", "clinic_app.indexversion")
+
+
+@pytest.fixture
+def seeded_db(transactional_db: None, index_dir: Path) -> None:
+    from django.core.management import call_command
+
+    call_command("loaddata", str(index_dir / "seed.json"), verbosity=0)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Cancel flags and other cached state never leak from one test into the next."""
+    yield
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def demo_password() -> str:
+    return os.environ.get("DEMO_PASSWORD", "test-password-123")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
