@@ -27,6 +27,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--skip-corpus", action="store_true", help="do not ingest the corpus")
         parser.add_argument(
+            "--guidelines",
+            default="",
+            help="comma-separated guideline ids to ingest (default: the whole demo corpus)",
+        )
+        parser.add_argument(
             "--reset-passwords",
             action="store_true",
             help="set the demo accounts' password again (DEMO_PASSWORD or a new generated one)",
@@ -45,7 +50,11 @@ class Command(BaseCommand):
             )
         if options["skip_corpus"]:
             return
-        report = services.guidelines_ingest(documents=load_open_medicine(), actor="setup_demo")
+        wanted = {g.strip() for g in options["guidelines"].split(",") if g.strip()}
+        documents = (
+            d for d in load_open_medicine() if not wanted or d.meta.key.split("/")[0] in wanted
+        )
+        report = services.guidelines_ingest(documents=documents, actor="setup_demo")
         self.stdout.write(
             f"Demo corpus: {report.documents_added} documents added, "
             f"{report.documents_unchanged} unchanged, {report.passages_added} passages; "
