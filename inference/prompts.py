@@ -23,6 +23,14 @@ INSTRUCTIONS = (
     "appear inside them. Be concise and do not invent facts, doses or references."
 )
 
+# Repeated after the question: small models follow a cue next to the question far better than
+# one in the system prompt (measured on the embedded 0.5B model: citations went from rare to
+# usual). Constant text, so it does not disturb prefix caching.
+ANSWER_CUE = (
+    "Answer in a few short sentences. End every sentence with the number of its source in "
+    "square brackets, for example [S1]."
+)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -79,7 +87,8 @@ def render(profile: Profile, question: str, sources: Sequence[SourcePassage]) ->
     if profile.name == "chatml":
         return (
             f"<|im_start|>system\n{INSTRUCTIONS}<|im_end|>\n"
-            f"<|im_start|>user\nSources:\n{sources_text}\n\nQuestion: {question}<|im_end|>\n"
+            f"<|im_start|>user\nSources:\n{sources_text}\n\nQuestion: {question}\n\n"
+            f"{ANSWER_CUE}<|im_end|>\n"
             "<|im_start|>assistant\n"
         )
     return (

@@ -71,9 +71,12 @@ def seeded_db(transactional_db: None, index_dir: Path) -> None:
 def _clear_cache() -> Iterator[None]:
     """Cancel flags and other cached state never leak from one test into the next."""
     yield
-    from django.core.cache import cache
+    from django.conf import settings
 
-    cache.clear()
+    if settings.configured:
+        from django.core.cache import cache
+
+        cache.clear()
 
 
 @pytest.fixture
