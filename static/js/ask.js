@@ -76,6 +76,7 @@
       else { setStatus("Writing the answer…"); }
     } else if (msg.type === "error") {
       if (!msg.answer_id || msg.answer_id === current) {
+        setStatus("");
         showMessage(msg.message, "error");
         if (!current || msg.answer_id === current) { finishUi(); }
       }
@@ -88,6 +89,7 @@
   }
 
   function finishUi() {
+    answerText.classList.remove("streaming");
     busy(false); current = null; startedAt = 0; sessionStorage.removeItem(PENDING_KEY);
     if (watchdog) { clearInterval(watchdog); watchdog = null; }
   }
@@ -184,8 +186,12 @@
     e.preventDefault();
     const q = question.value.trim();
     if (!q) { setStatus("Please type a question."); return; }
+    if (!send({ action: "ask", question: q })) {
+      showMessage("Not connected to the server, so the question was not sent. Please try again in a moment.", "error");
+      return;
+    }
     resetAnswer(q); startedAt = Date.now(); lastEventAt = Date.now();
-    if (send({ action: "ask", question: q })) { busy(true); armWatchdog(); setStatus("Sending…"); }
+    busy(true); armWatchdog(); setStatus("Sending…");
   });
   cancelButton.addEventListener("click", () => { if (current) { send({ action: "cancel", answer_id: current }); setStatus("Cancelling…"); } });
   $("evidence-close").addEventListener("click", () => { $("evidence").hidden = true; });
