@@ -16,7 +16,9 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     names = [a for a in argv if not a.startswith("--")]
-    available = sorted(p.stem for p in HERE.glob("*.py") if p.stem not in ("run", "__init__", "common"))
+    available = sorted(
+        p.stem for p in HERE.glob("*.py") if p.stem not in ("run", "__init__", "common")
+    )
     unknown = [n for n in names if n not in available]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {', '.join(available)}", file=sys.stderr)

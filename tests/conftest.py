@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 # A slice of the demo corpus that is quick to embed but still answers the test questions.
-TEST_GUIDELINES = ("acc_aha_af_2023", "kdigo_ckd_2024", "aba_burn_2016", "acc_aha_hypertension_2017")
+TEST_GUIDELINES = (
+    "acc_aha_af_2023",
+    "kdigo_ckd_2024",
+    "aba_burn_2016",
+    "acc_aha_hypertension_2017",
+)
 ANSWERABLE_QUESTION = "Which patients with atrial fibrillation should receive oral anticoagulation?"
 OFF_TOPIC_QUESTION = "Who won the football world cup in 2018?"
 
@@ -57,7 +62,13 @@ def django_db_setup(django_db_setup: None, django_db_blocker, index_dir: Path) -
 
 # Transactional tests empty the database when they end; they reload this seed (same primary
 # keys, so the index on disk still matches) instead of re-embedding the corpus.
-SEED_MODELS = ("auth.group", "auth.user", "clinic_app.guideline", "clinic_app.passage", "clinic_app.indexversion")
+SEED_MODELS = (
+    "auth.group",
+    "auth.user",
+    "clinic_app.guideline",
+    "clinic_app.passage",
+    "clinic_app.indexversion",
+)
 
 
 @pytest.fixture

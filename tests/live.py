@@ -23,7 +23,11 @@ BIN = Path(PYTHON).parent
 
 def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     """Environment for a live instance: its own var/ directory, the installed models."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    }
     env.update(
         PYTHONPATH=str(ROOT),
         DJANGO_SETTINGS_MODULE="clinic_app.settings",
@@ -41,7 +45,12 @@ def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
 
 def manage(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -80,7 +89,9 @@ def spawn(name: str, args: list[str], env: dict[str, str]) -> Process:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"{name}.log"
     handle = log_path.open("wb")
-    popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    popen = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return Process(name, popen, log_path)
 
 
@@ -95,7 +106,11 @@ class Server:
 
 def start_server(env: dict[str, str], name: str = "server", timeout: float = 60) -> Server:
     port = free_port()
-    process = spawn(name, [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clinic_app.asgi:application"], env)
+    process = spawn(
+        name,
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clinic_app.asgi:application"],
+        env,
+    )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,7 +128,16 @@ def start_server(env: dict[str, str], name: str = "server", timeout: float = 60)
 def start_worker(env: dict[str, str], name: str = "worker", timeout: float = 90) -> Process:
     process = spawn(
         name,
-        [str(BIN / "celery"), "-A", "clinic_app.celery", "worker", "--loglevel=INFO", "--concurrency=1", "--without-gossip", "--without-mingle"],
+        [
+            str(BIN / "celery"),
+            "-A",
+            "clinic_app.celery",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         env,
     )
     deadline = time.monotonic() + timeout
@@ -144,7 +168,11 @@ def login_cookies(base_url: str, username: str, password: str) -> dict[str, str]
         assert token, "login form has a CSRF token"
         response = client.post(
             "/login/",
-            data={"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": token.group(1),
+            },
             headers={"Referer": f"{base_url}/login/"},
         )
         assert response.status_code == 302, f"login failed: {response.status_code}"

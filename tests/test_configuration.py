@@ -40,7 +40,9 @@ def test_every_setting_is_listed_in_env_example_and_readme() -> None:
         (lambda: env.env_choice("X_TEST", "a", ("a", "b")), "c", "must be one of a, b"),
     ],
 )
-def test_bad_setting_values_fail_loudly(monkeypatch: pytest.MonkeyPatch, reader, value: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_setting_values_fail_loudly(
+    monkeypatch: pytest.MonkeyPatch, reader, value: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("X_TEST", value)
     with pytest.raises(env.SettingError, match=message):
         reader()
@@ -51,4 +53,6 @@ def test_compose_file_describes_the_production_services() -> None:
     assert {"web", "worker", "postgres", "redis", "vllm"} <= set(compose["services"])
     assert "epfl-llm/meditron-7b" in compose["services"]["vllm"]["command"]
     worker_env = compose["services"]["worker"]["environment"]
-    assert worker_env["INFERENCE_BACKEND"] == "vllm" and worker_env["REDIS_URL"].startswith("redis://")
+    assert worker_env["INFERENCE_BACKEND"] == "vllm" and worker_env["REDIS_URL"].startswith(
+        "redis://"
+    )

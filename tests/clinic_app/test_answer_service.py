@@ -29,7 +29,9 @@ def test_empty_question_is_rejected(clinician: User) -> None:
 
 @override_settings(QUESTION_MAX_CHARS=50)
 def test_oversized_question_is_rejected_with_the_limit_and_nothing_saved(clinician: User) -> None:
-    with pytest.raises(services.QuestionRejected, match="limited to 50 characters; this one has 60"):
+    with pytest.raises(
+        services.QuestionRejected, match="limited to 50 characters; this one has 60"
+    ):
         services.question_ask(user=clinician, text="x" * 60)
     assert not Answer.objects.exists()
 

@@ -19,14 +19,18 @@ async def connect(user: User | None) -> tuple[WebsocketCommunicator, bool, Any]:
     from django.contrib.auth.models import AnonymousUser
 
     communicator = WebsocketCommunicator(
-        application, "/ws/ask/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+        application,
+        "/ws/ask/",
+        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")],
     )
     communicator.scope["user"] = user or AnonymousUser()
     connected, code = await communicator.connect(timeout=10)
     return communicator, connected, code
 
 
-async def receive_until_done(ws: WebsocketCommunicator, timeout: float = 180) -> list[dict[str, Any]]:
+async def receive_until_done(
+    ws: WebsocketCommunicator, timeout: float = 180
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     while True:
         event = await ws.receive_json_from(timeout=timeout)
@@ -51,7 +55,9 @@ async def test_anonymous_and_non_clinicians_cannot_open_the_socket() -> None:
 
 async def test_foreign_origin_is_rejected() -> None:
     all_users = await users()
-    ws = WebsocketCommunicator(application, "/ws/ask/", headers=[(b"origin", b"http://evil.example")])
+    ws = WebsocketCommunicator(
+        application, "/ws/ask/", headers=[(b"origin", b"http://evil.example")]
+    )
     ws.scope["user"] = all_users["clinician"]
     connected, _ = await ws.connect(timeout=10)
     assert not connected
@@ -91,12 +97,17 @@ async def test_off_topic_question_gets_a_refusal_event() -> None:
         ("{not json", "Malformed message."),
         ('{"action": "dance"}', "Unknown action."),
         ('{"action": "ask", "question": "' + "x" * 1200 + '"}', "limited to 1000 characters"),
-        ('{"action": "ask", "question": "' + "x" * (MAX_MESSAGE_BYTES + 1) + '"}', "Message too large"),
+        (
+            '{"action": "ask", "question": "' + "x" * (MAX_MESSAGE_BYTES + 1) + '"}',
+            "Message too large",
+        ),
         ('{"action": "cancel", "answer_id": "7"}', "Malformed cancel request."),
         ('{"action": "follow", "answer_id": 999999}', "Answer not found."),
     ],
 )
-async def test_bad_messages_get_a_clear_error_and_the_socket_stays_open(message: str, expected: str) -> None:
+async def test_bad_messages_get_a_clear_error_and_the_socket_stays_open(
+    message: str, expected: str
+) -> None:
     ws, _, _ = await connect((await users())["clinician"])
     await ws.send_to(text_data=message)
     event = await ws.receive_json_from(timeout=10)

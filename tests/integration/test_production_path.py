@@ -48,7 +48,9 @@ def stack() -> Iterator[tuple[Server, dict[str, str]]]:
 
 
 def open_socket(server: Server) -> ClientConnection:
-    cookies = login_cookies(server.base_url, "clinician", os.environ.get("DEMO_PASSWORD", "test-password-123"))
+    cookies = login_cookies(
+        server.base_url, "clinician", os.environ.get("DEMO_PASSWORD", "test-password-123")
+    )
     cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
     return connect(
         f"ws://{server.host}:{server.port}/ws/ask/",
@@ -76,7 +78,9 @@ def answer_row(env: dict[str, str], answer_id: int) -> tuple[str, str, str]:
     return row[0], row[1], row[2]
 
 
-def test_question_is_answered_by_a_celery_worker_and_streamed_through_redis(stack: tuple[Server, dict[str, str]]) -> None:
+def test_question_is_answered_by_a_celery_worker_and_streamed_through_redis(
+    stack: tuple[Server, dict[str, str]],
+) -> None:
     server, env = stack
     with open_socket(server) as ws:
         events = ask(ws, ANSWERABLE_QUESTION)
