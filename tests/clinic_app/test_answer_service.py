@@ -106,3 +106,25 @@ def test_cancel_stops_generation_and_keeps_the_partial_text(clinician: User) -> 
 def test_another_users_answer_cannot_be_cancelled(clinician: User, auditor: User) -> None:
     answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
     assert services.answer_cancel(user=auditor, answer_id=answer.pk) is False
+
+
+def test_stalled_model_server_gives_a_clear_timeout(clinician: User) -> None:
+    from tests.inference.test_vllm_backend import stalling_server
+
+    with (
+        stalling_server("headers") as (port, _),
+        override_settings(
+            INFERENCE_BACKEND="vllm",
+            VLLM_BASE_URL=f"http://127.0.0.1:{port}",
+            VLLM_FIRST_TOKEN_TIMEOUT=1.0,
+            VLLM_TOTAL_TIMEOUT=2.0,
+        ),
+    ):
+        runtime.get_backend.cache_clear()
+        try:
+            answer, sink = ask(clinician, ANSWERABLE_QUESTION)
+        finally:
+            runtime.get_backend.cache_clear()
+    assert answer.status == AnswerStatus.FAILED
+    assert "did not respond in time" in answer.message
+    assert sink.final is not None and sink.final["message"] == answer.message

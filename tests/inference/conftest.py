@@ -1,0 +1,176 @@
+"""A real vLLM CPU server for the backend tests, started once per test run.
+
+It serves the tiny random Llama-2-shaped model that ``make vllm`` builds, from the vLLM venv
+(``.venv-vllm``, or ``$VLLM_VENV``), on a free localhost port. Its log goes to
+``test-artifacts/vllm-server.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Overridable so that a CI checkout can reuse a vLLM venv and model built elsewhere.
+VLLM_PYTHON = Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm")) / "bin" / "python"
+TINY_MODEL = Path(os.environ.get("MODELS_DIR", ROOT / "var" / "models")) / "tiny-llama"
+SERVED_NAME = "tiny-llama"
+MAX_MODEL_LEN = 512
+# Cold imports of vLLM + torch take most of the start-up; a loaded 2-core machine needs more.
+START_TIMEOUT_S = 240.0
+
+
+# Start-up time of this run's server, for the summary line (pytest captures fixture output).
+_started_in: list[float] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _started_in:
+        terminalreporter.write_line(f"vLLM test server healthy after {_started_in[0]:.1f} s")
+
+
+@dataclass(frozen=True)
+class VLLMServer:
+    base_url: str
+    model: str
+    model_dir: Path
+    max_model_len: int
+    log_path: Path
+    started_in_s: float
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (it forks helpers), then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[VLLMServer]:
+    missing = [str(p) for p in (VLLM_PYTHON, TINY_MODEL / "config.json") if not p.exists()]
+    if missing:
+        pytest.fail(
+            f"the vLLM test server needs {', '.join(missing)}: run `make vllm` "
+            "(scripts/setup_vllm.sh, then scripts/make_tiny_llama.py) first",
+            pytrace=False,
+        )
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    log_path = artifacts / "vllm-server.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        # Engine in the API server's process: starts in ~20 s instead of ~45 s on 2 cores,
+        # since vLLM and torch are imported once instead of three times.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # KV cache in GiB; the default sizes it from free memory, far more than tests need.
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(TINY_MODEL),
+        "--served-model-name",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--distributed-executor-backend",
+        "uni",
+        # Logs "Added request ..." and "Aborted request(s) ..." lines the cancel test reads.
+        "--enable-log-requests",
+        "--seed",
+        "0",
+    ]
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"vLLM server exited with code {process.returncode} while starting; "
+                    f"log {log_path}:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            if time.monotonic() - started > START_TIMEOUT_S:
+                pytest.fail(
+                    f"vLLM server not healthy after {START_TIMEOUT_S:.0f} s; "
+                    f"log {log_path}:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        server = VLLMServer(
+            base_url=base_url,
+            model=SERVED_NAME,
+            model_dir=TINY_MODEL,
+            max_model_len=MAX_MODEL_LEN,
+            log_path=log_path,
+            started_in_s=time.monotonic() - started,
+        )
+        _started_in.append(server.started_in_s)
+        yield server
+    finally:
+        _stop(process)
