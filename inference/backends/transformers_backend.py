@@ -1,0 +1,289 @@
+"""In-process generation with Hugging Face transformers (the embedded default, CPU).
+
+The model folder is what ``scripts/install_models.py`` (``make models``) writes: safetensors
+weights, tokenizer files and an ``install.json`` manifest. Weights are loaded once per
+(path, device, dtype) and shared by every backend instance in the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from inference.errors import BackendError, BackendUnavailable, Cancelled, ContextOverflow
+from inference.types import GenerationRequest, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# How often the consumer wakes while waiting for text, to notice a cancel during a long prefill.
+_POLL_S = 0.05
+# How long closing a stream waits for the generation thread; it stops within one decode step.
+_JOIN_S = 10.0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model and its tokenizer, loaded once and shared by every backend on the same key."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    # One generation at a time per model: on a 2-core CPU, two concurrent ``generate`` calls
+    # oversubscribe the cores and each runs at less than half speed.
+    lock: threading.Lock
+
+
+class _EventStop(StoppingCriteria):
+    """Ends generation at the next decode step once any of ``events`` is set."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self._events = [event for event in events if event is not None]
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: Any
+    ) -> torch.BoolTensor:
+        stop = any(event.is_set() for event in self._events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)  # type: ignore[return-value]
+
+
+class _StopStringFilter:
+    """Cuts streamed text at the first stop string, which is never emitted.
+
+    Text that could be the start of a stop string split across chunks is held back until the
+    next chunk shows whether it is one.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(stop for stop in stops if stop)
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Add ``text``; return what can be emitted now (sets ``stopped`` at a stop string)."""
+        buffer = self._pending + text
+        cut = min((i for i in (buffer.find(stop) for stop in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self._pending = ""
+            self.stopped = True
+            return buffer[:cut]
+        hold = max(
+            (k for stop in self._stops for k in range(1, len(stop)) if buffer.endswith(stop[:k])),
+            default=0,
+        )
+        self._pending = buffer[len(buffer) - hold :]
+        return buffer[: len(buffer) - hold]
+
+    def flush(self) -> str:
+        """What was held back, once generation has ended without a stop string."""
+        text, self._pending = self._pending, ""
+        return text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class TransformersBackend:
+    """Streams completions from a local causal LM (``backend="transformers"``).
+
+    ``threads`` sets torch's intra-op thread count, which is process-wide. ``context_tokens``
+    is an upper bound: the model's own ``max_position_embeddings`` wins when smaller. Nothing
+    is loaded until the first ``stream``/``count_tokens``/``load`` call.
+    """
+
+    _cache: ClassVar[dict[tuple[str, str, str], LoadedModel]] = {}
+    _cache_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        model_path: str,
+        device: str = "cpu",
+        dtype: str = "bfloat16",
+        threads: int | None = None,
+        context_tokens: int = 32768,
+        model_name: str = "",
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model_path = Path(model_path).expanduser().resolve()
+        self.device = device
+        self.dtype = dtype
+        self.threads = threads
+        config = _read_json(self.model_path / "config.json")
+        model_limit = config.get("max_position_embeddings")
+        if isinstance(model_limit, int) and model_limit > 0:
+            context_tokens = min(context_tokens, model_limit)
+        manifest = _read_json(self.model_path / "install.json")
+        sha256 = str(manifest.get("sha256", ""))
+        self.info = ModelInfo(
+            backend="transformers",
+            model=model_name or self.model_path.name,
+            version=sha256[:12],
+            context_tokens=context_tokens,
+            extra={"device": device, "dtype": dtype, "sha256": sha256},
+        )
+
+    def load(self) -> LoadedModel:
+        """Load (once per process) and return the model; raise BackendUnavailable if it can't."""
+        key = (str(self.model_path), self.device, self.dtype)
+        with self._cache_lock:
+            loaded = self._cache.get(key)
+            if loaded is None:
+                loaded = self._cache[key] = self._load_uncached()
+        return loaded
+
+    def _load_uncached(self) -> LoadedModel:
+        if not (self.model_path / "config.json").is_file():
+            raise BackendUnavailable(
+                f"no model installed at {self.model_path}: run `make models` "
+                "(scripts/install_models.py) to install the embedded model"
+            )
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        started = time.perf_counter()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            model = AutoModelForCausalLM.from_pretrained(
+                str(self.model_path), dtype=_DTYPES[self.dtype], device_map=self.device
+            )
+        except (OSError, ValueError, RuntimeError) as error:
+            raise BackendUnavailable(
+                f"cannot load the model at {self.model_path} ({error}); reinstall it with "
+                "`make models`"
+            ) from error
+        logger.info(
+            "loaded %s on %s (%s, %d threads) in %.1f s",
+            self.model_path.name,
+            self.device,
+            self.dtype,
+            torch.get_num_threads(),
+            time.perf_counter() - started,
+        )
+        return LoadedModel(model=model, tokenizer=tokenizer, lock=threading.Lock())
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes, counted exactly as ``stream`` tokenizes a prompt."""
+        return len(self.load().tokenizer(text)["input_ids"])
+
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Yield the completion of ``request.prompt`` (already formatted) in text chunks.
+
+        Greedy when ``temperature`` is 0. Ends at ``max_tokens``, at end-of-sequence, or before
+        the first stop string. Raises Cancelled once ``cancel`` is set, ContextOverflow when the
+        prompt plus ``max_tokens`` exceeds the context, BackendUnavailable without a model.
+        """
+        loaded = self.load()
+        inputs = loaded.tokenizer(request.prompt, return_tensors="pt").to(self.device)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        if prompt_tokens + request.max_tokens > self.info.context_tokens:
+            raise ContextOverflow(
+                f"prompt ({prompt_tokens} tokens) + max_tokens ({request.max_tokens}) exceeds the "
+                f"context of {self.info.context_tokens} tokens"
+            )
+        if request.max_tokens <= 0:
+            return
+
+        # 1. Generate in a thread; the streamer hands decoded text back through a queue.
+        halt = threading.Event()  # set when this iterator is done, for whatever reason
+        streamer = TextIteratorStreamer(
+            loaded.tokenizer,
+            skip_prompt=True,
+            timeout=_POLL_S,
+            skip_special_tokens=True,
+        )
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": request.temperature}
+            if request.temperature > 0
+            else {"do_sample": False}
+        )
+        generate_kwargs: dict[str, Any] = {
+            **inputs,
+            **sampling,
+            "max_new_tokens": request.max_tokens,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_EventStop(halt, cancel)]),
+            "pad_token_id": loaded.tokenizer.pad_token_id,
+        }
+        failures: list[BaseException] = []
+        thread = threading.Thread(
+            target=self._generate,
+            args=(loaded, generate_kwargs, streamer, failures, halt, cancel),
+            name=f"transformers-generate-{request.request_id or id(halt)}",
+            daemon=True,
+        )
+        thread.start()
+
+        # 2. Pass text through the stop-string filter, watching for a cancel between chunks.
+        stops = _StopStringFilter(request.stop)
+        try:
+            while not stops.stopped:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("generation cancelled by the caller")
+                try:
+                    chunk = next(streamer)
+                except queue.Empty:
+                    continue
+                except StopIteration:
+                    break
+                if text := stops.feed(chunk):
+                    yield text
+            if failures:
+                raise BackendError(f"generation failed: {failures[0]!r}") from failures[0]
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("generation cancelled by the caller")
+            if tail := stops.flush():
+                yield tail
+        finally:
+            # 3. Also reached when the caller abandons the iterator: stop the thread either way.
+            halt.set()
+            thread.join(_JOIN_S)
+
+    @staticmethod
+    def _generate(
+        loaded: LoadedModel,
+        generate_kwargs: dict[str, Any],
+        streamer: TextIteratorStreamer,
+        failures: list[BaseException],
+        *events: threading.Event | None,
+    ) -> None:
+        """Thread body: wait for the model, generate, and always end the streamer's queue."""
+        watched = [event for event in events if event is not None]
+        try:
+            while not loaded.lock.acquire(timeout=_POLL_S):
+                if any(event.is_set() for event in watched):
+                    streamer.text_queue.put(streamer.stop_signal)
+                    return
+            try:
+                loaded.model.generate(**generate_kwargs)  # type: ignore[operator]
+            finally:
+                loaded.lock.release()
+        except BaseException as error:  # reported to the consumer, which re-raises it
+            failures.append(error)
+            streamer.text_queue.put(streamer.stop_signal)
