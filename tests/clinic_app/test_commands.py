@@ -1,0 +1,67 @@
+"""Command-line entry points: `ask` prints through the page's service; `ingest` reports errors."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from clinic_app.models import Guideline, IndexVersion
+from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
+
+pytestmark = pytest.mark.django_db
+
+
+def run_ask(question: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("ask", question, stdout=out, stderr=err)
+    return int(exit_info.value.code or 0), out.getvalue(), err.getvalue()
+
+
+def test_ask_prints_the_answer_then_its_sources_and_the_disclaimer() -> None:
+    code, out, _ = run_ask(ANSWERABLE_QUESTION)
+    assert code == 0
+    assert (
+        "[S1] 2023 ACC/AHA/ACCP/HRS Guideline for Diagnosis and Management of Atrial Fibrillation"
+        in out
+    )
+    assert out.rstrip().endswith("Verify against the sources before acting.")
+
+
+def test_ask_exits_2_with_the_reason_when_refusing() -> None:
+    code, out, err = run_ask(OFF_TOPIC_QUESTION)
+    assert code == 2
+    assert "refused: No sufficiently relevant passage" in err
+    assert "[S1]" not in out
+
+
+def test_ask_rejects_an_unknown_user() -> None:
+    with pytest.raises(CommandError, match="no user 'nobody'"):
+        call_command("ask", "anything", "--user", "nobody")
+
+
+def test_ingest_adds_markdown_publishes_an_index_and_lists_bad_files(
+    tmp_path: Path, settings, index_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # Publish into a copy, so the session's index stays in step with the rolled-back database.
+    settings.INDEX_DIR = tmp_path / "index"
+    shutil.copytree(index_dir, settings.INDEX_DIR)
+    tmp_path = tmp_path / "docs"
+    tmp_path.mkdir()
+    (tmp_path / "sepsis_bundle.md").write_text(
+        "# Sepsis bundle\n\n## Antibiotics\n\nGive broad-spectrum antibiotics within one hour of recognition.\n"
+    )
+    (tmp_path / "broken.md").write_bytes(b"\xff\xfe\x00garbage")
+    before = IndexVersion.objects.get(live=True).version
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("ingest", str(tmp_path), "--organisation", "Test org", stdout=out, stderr=err)
+    assert "documents: 1 added" in out.getvalue()
+    assert "broken.md" in err.getvalue()
+    guideline = Guideline.objects.get(key="file/sepsis_bundle")
+    assert guideline.organisation == "Test org" and guideline.passages.count() == 1
+    assert IndexVersion.objects.get(live=True).version == before + 1
