@@ -253,6 +253,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     )
     Citation.objects.filter(answer=answer, number__in=checked.cited).update(cited=True)
     flags = [{"kind": f.kind, "detail": f.detail} for f in checked.flags]
+    if backend.count_tokens(text) >= settings.ANSWER_MAX_TOKENS:
+        flags.append({"kind": "truncated", "detail": "the answer reached the length limit"})
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
     )
@@ -382,9 +384,13 @@ def guidelines_ingest(*, documents: Iterable[Document], actor: str = "system") -
 
 
 def index_publish(*, actor: str = "system", batch: int = 256) -> int:
-    """Embed every active passage into a new index version and make it live."""
+    """Embed every active passage into a new index version and make it live.
+
+    The version holds the vectors and BM25 over the same passage texts, written together;
+    exact search, or HNSW once the library is large (``kind="auto"``).
+    """
     embedder = runtime.get_embedder()
-    index = VectorIndex(embedder.dim, embedder=embedder.model_name)
+    index = VectorIndex(embedder.dim, embedder=embedder.model_name, kind="auto")
     queryset = (
         Passage.objects.filter(guideline__active=True).select_related("guideline").order_by("pk")
     )
@@ -414,6 +420,7 @@ def index_publish(*, actor: str = "system", batch: int = 256) -> int:
 
 
 def _index_add(index: VectorIndex, rows: list[Passage]) -> None:
+    """Embed ``rows`` and add them with their texts, so BM25 covers the same passages."""
     if not rows:
         return
     texts = [
@@ -422,4 +429,4 @@ def _index_add(index: VectorIndex, rows: list[Passage]) -> None:
         )
         for p in rows
     ]
-    index.add([p.pk for p in rows], runtime.get_embedder().encode(texts))
+    index.add([p.pk for p in rows], runtime.get_embedder().encode(texts), texts=texts)

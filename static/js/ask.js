@@ -101,6 +101,9 @@
     const labels = { complete: "", refused: "No answer: insufficient evidence.", failed: "The answer failed.", cancelled: "Cancelled." };
     setStatus(labels[a.status] || "");
     if (a.status !== "complete") { showMessage(a.message, a.status === "refused" ? "warning" : "error"); }
+    else if ((a.flags || []).some((f) => f.kind === "truncated")) {
+      showMessage("This answer reached the length limit and may be incomplete.", "warning");
+    }
     const byNumber = new Map(a.citations.map((c) => [c.number, c]));
     // Citation markers become buttons; everything else stays text (never innerHTML).
     const parts = (a.text || "").split(/(\[S\d+\])/);

@@ -128,3 +128,16 @@ def test_stalled_model_server_gives_a_clear_timeout(clinician: User) -> None:
     assert answer.status == AnswerStatus.FAILED
     assert "did not respond in time" in answer.message
     assert sink.final is not None and sink.final["message"] == answer.message
+
+
+@override_settings(ANSWER_MAX_TOKENS=16)
+def test_an_answer_cut_at_the_length_limit_is_flagged_as_incomplete(clinician: User) -> None:
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert {"kind": "truncated", "detail": "the answer reached the length limit"} in answer.flags
+
+
+def test_a_short_complete_answer_is_not_flagged_as_incomplete(clinician: User) -> None:
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert all(f["kind"] != "truncated" for f in answer.flags)
