@@ -43,7 +43,7 @@ def get_embedder() -> Embedder:
 
 @functools.cache
 def get_retriever() -> Retriever:
-    return Retriever(get_embedder(), settings.INDEX_DIR)
+    return Retriever(get_embedder(), settings.INDEX_DIR, fusion=settings.RETRIEVAL_FUSION)
 
 
 @functools.cache

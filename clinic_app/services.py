@@ -176,11 +176,13 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     }
     hits = [h for h in result.hits if h.passage_id in passages]
     answer.index_version = result.index_version
-    answer.top_score = hits[0].score if hits else 0.0
+    # Relevance is judged on dense cosine (the calibrated scale), whatever the fused ranking.
+    answer.top_score = max((h.score for h in hits), default=0.0)
     answer.save(update_fields=["index_version", "top_score"])
 
     # 2. Refuse without calling the model when the evidence is too weak.
-    if not hits or hits[0].score < settings.RETRIEVAL_MIN_SCORE:
+    minimum = settings.RETRIEVAL_MIN_SCORE
+    if not hits or answer.top_score < minimum:
         return _finish(
             answer,
             _Outcome(AnswerStatus.REFUSED, message=REFUSAL_NO_EVIDENCE),
@@ -203,7 +205,9 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             text=passages[h.passage_id].text,
         )
         for h in hits
-        if h.score >= settings.RETRIEVAL_MIN_SCORE
+        # A passage is offered if it is semantically close, or if BM25 matched its exact terms
+        # (drug names, scores, abbreviations that embeddings blur).
+        if h.score >= minimum or (h.lexical or 0.0) > 0.0
     ]
     try:
         prompt = build_prompt(
@@ -390,7 +394,7 @@ def index_publish(*, actor: str = "system", batch: int = 256) -> int:
     exact search, or HNSW once the library is large (``kind="auto"``).
     """
     embedder = runtime.get_embedder()
-    index = VectorIndex(embedder.dim, embedder=embedder.model_name, kind="auto")
+    index = VectorIndex(embedder.dim, embedder=embedder.model_name, kind=settings.INDEX_KIND)
     queryset = (
         Passage.objects.filter(guideline__active=True).select_related("guideline").order_by("pk")
     )

@@ -130,6 +130,10 @@ RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which the best passage is not evidence enough to answer.
 RETRIEVAL_MIN_SCORE = env_float("RETRIEVAL_MIN_SCORE", 0.40)
 FAISS_THREADS = env_int("FAISS_THREADS", 1, minimum=1)
+# rrf measured best on PubMedQA (bench/retrieval.py): recall@1 0.984 vs dense 0.980, BM25 0.958.
+RETRIEVAL_FUSION = env_choice("RETRIEVAL_FUSION", "rrf", ("rrf", "score", "dense", "bm25"))
+# flat = exact search; hnsw = approximate; auto = HNSW from 200K passages.
+INDEX_KIND = env_choice("INDEX_KIND", "auto", ("auto", "flat", "hnsw"))
 
 # --- Inference
 INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "transformers", ("transformers", "vllm"))

@@ -48,7 +48,16 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a passage id and its relevance score (cosine similarity, -1..1)."""
+    """One search result: a passage id and its relevance score.
+
+    ``score`` is the dense cosine similarity (-1..1) of the passage to the question, also for
+    passages ranked by hybrid search, so one calibrated threshold applies to every hit
+    (BM25's own ``score`` is its BM25 value when a lexical index returns it alone).
+    ``lexical`` (BM25) and ``fused`` (the fusion score that set the hit's rank) are filled in
+    by hybrid search.
+    """
 
     passage_id: int
     score: float
+    lexical: float | None = None
+    fused: float | None = None
