@@ -33,6 +33,7 @@ from inference.backends.base import Backend
 from inference.citations import check_answer
 from inference.errors import BackendError, Cancelled
 from inference.prompts import PromptTooLong, SourcePassage, build_prompt
+from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
 from retrieval.chunking import chunk_sections, embedding_text
 from retrieval.index import VectorIndex
@@ -257,6 +258,16 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     )
     Citation.objects.filter(answer=answer, number__in=checked.cited).update(cited=True)
     flags = [{"kind": f.kind, "detail": f.detail} for f in checked.flags]
+    if settings.SUPPORT_CHECK != "off":
+        # Uncited sentences and invalid citations are already flagged by check_answer.
+        embed = runtime.get_embedder().encode if settings.SUPPORT_CHECK == "combined" else None
+        flags += [
+            {"kind": "weak_support", "detail": s.reason, "sentence": s.sentence[:300]}
+            for s in check_answer_support(
+                checked.text, [src.text for src in prompt.sources], embed=embed
+            )
+            if not s.supported and s.kind not in (NO_CITATION, NO_CLAIM)
+        ]
     if backend.count_tokens(text) >= settings.ANSWER_MAX_TOKENS:
         flags.append({"kind": "truncated", "detail": "the answer reached the length limit"})
     return _finish(

@@ -3,16 +3,22 @@
 Two model profiles:
 
 - ``chatml``: chat-tuned models with the ChatML template (the embedded Qwen2.5 model);
-- ``meditron``: Meditron's released base models, prompted completion-style with ``###``
-  headings and stop strings, no chat template.
+- ``meditron``: Meditron's released base models, prompted completion-style, no chat template:
+  the one-shot layout of Meditron's own deployment (the FastChat templates ``one_shot`` and
+  ``one_shot_medical`` in epfLLM/meditron ``deployment/README.md``: the system message, then
+  turns joined by ``"\n### "`` as ``Role: text``, one worked exchange, ending
+  ``### Assistant:``; generation stops at ``###``). Roles are ``User``/``Assistant``, as in
+  ``one_shot_medical``. The ``<|im_start|>`` tags in Meditron's README are for its fine-tuned
+  checkpoints, which added those tokens; the released base weights do not know them.
 
 The instruction prefix is byte-identical for every question so a server's prefix cache hits.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 INSTRUCTIONS = (
     "You are a clinical decision-support assistant for qualified clinicians. Answer the "
@@ -30,6 +36,23 @@ ANSWER_CUE = (
     "Answer in a few short sentences. End every sentence with the number of its source in "
     "square brackets, for example [S1]."
 )
+
+
+# Meditron's deployment prompts base models one-shot: a worked exchange before the question shows
+# the expected shape of an answer. Ours shows cited, source-bound answering; it is constant, so
+# it stays inside the cached prefix.
+MEDITRON_EXAMPLE_QUESTION = (
+    "Sources:\n"
+    '<source id="S1" title="Example guideline" section="Hand hygiene">\n'
+    "Clean hands with soap and water for at least 20 seconds before handling food.\n"
+    "</source>\n\n"
+    "Question: How long should hands be washed before handling food?"
+)
+MEDITRON_EXAMPLE_ANSWER = (
+    "Wash them with soap and water for at least 20 seconds before handling food [S1]."
+)
+# FastChat's separator between turns in Meditron's template.
+_TURN = "\n### "
 
 
 @dataclass(frozen=True)
@@ -80,8 +103,16 @@ def _source_block(number: int, source: SourcePassage) -> str:
     return f'<source id="S{number}" title="{title}" section="{section}">\n{body}\n</source>'
 
 
+def _meditron_safe(source: SourcePassage) -> SourcePassage:
+    # "###" opens a turn in Meditron's layout: a passage's markdown heading must not pose as one.
+    text = re.sub(r"#{3,}", "##", source.text)
+    return source if text == source.text else replace(source, text=text)
+
+
 def render(profile: Profile, question: str, sources: Sequence[SourcePassage]) -> str:
     """Lay out instructions, sources and question for ``profile``."""
+    if profile.name == "meditron":
+        sources = [_meditron_safe(s) for s in sources]
     blocks = "\n\n".join(_source_block(i, s) for i, s in enumerate(sources, start=1))
     sources_text = blocks or "(no sources)"
     if profile.name == "chatml":
@@ -92,7 +123,10 @@ def render(profile: Profile, question: str, sources: Sequence[SourcePassage]) ->
             "<|im_start|>assistant\n"
         )
     return (
-        f"{INSTRUCTIONS}\n\n### Sources\n{sources_text}\n\n### Question\n{question}\n\n### Answer\n"
+        f"{INSTRUCTIONS}{_TURN}User: {MEDITRON_EXAMPLE_QUESTION}"
+        f"{_TURN}Assistant: {MEDITRON_EXAMPLE_ANSWER}"
+        f"{_TURN}User: Sources:\n{sources_text}\n\nQuestion: {question}\n\n{ANSWER_CUE}"
+        f"{_TURN}Assistant:"
     )
 
 

@@ -48,7 +48,7 @@
 
   function resetAnswer(q) {
     answerEl.hidden = false; answerText.textContent = ""; answerText.classList.add("streaming");
-    answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true;
+    answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("answer-question").textContent = q ? "Q: " + q : "";
     lastSeq = 0;
   }
@@ -118,6 +118,7 @@
         answerText.append(b);
       } else { answerText.append(document.createTextNode(part)); }
     }
+    renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {
       const li = document.createElement("li"), b = document.createElement("button");
@@ -137,6 +138,20 @@
     for (const [k, v] of rows) { const dt = document.createElement("dt"), dd = document.createElement("dd"); dt.textContent = k; dd.textContent = String(v); basis.append(dt, dd); }
     $("basis").hidden = false;
     addHistory(a);
+  }
+
+  // Sentences the server's checks could not tie to their sources, each with the reason.
+  function renderChecks(a) {
+    const box = $("checks"), list = $("check-list"); list.textContent = "";
+    const weak = (a.flags || []).filter((f) => f.kind === "weak_support" || f.kind === "uncited_sentence" || f.kind === "invalid_citation");
+    for (const f of weak) {
+      const li = document.createElement("li"), q = document.createElement("q"), r = document.createElement("span");
+      q.textContent = f.kind === "weak_support" ? f.sentence : f.kind === "uncited_sentence" ? f.detail : "";
+      r.className = "muted";
+      r.textContent = f.kind === "weak_support" ? ` — ${f.detail}` : f.kind === "uncited_sentence" ? " — no citation" : f.detail;
+      li.append(q, r); list.append(li);
+    }
+    box.hidden = a.status !== "complete" || weak.length === 0;
   }
 
   function openEvidence(c) {

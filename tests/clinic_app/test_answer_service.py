@@ -141,3 +141,16 @@ def test_a_short_complete_answer_is_not_flagged_as_incomplete(clinician: User) -
     answer, _ = ask(clinician, ANSWERABLE_QUESTION)
     assert answer.status == AnswerStatus.COMPLETE
     assert all(f["kind"] != "truncated" for f in answer.flags)
+
+
+def test_every_completed_answer_is_checked_sentence_by_sentence(clinician: User) -> None:
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    from inference.support import check_answer_support
+
+    sources = [c.passage.text for c in answer.citations.select_related("passage")]
+    weak = [s for s in check_answer_support(answer.text, sources) if not s.supported]
+    flagged = [f for f in answer.flags if f["kind"] == "weak_support"]
+    # Every weakly supported cited sentence is flagged with its reason (uncited ones separately).
+    assert len(flagged) == len([s for s in weak if s.kind not in ("no_citation", "no_claim")])
+    assert all(f["detail"] and f["sentence"] for f in flagged)

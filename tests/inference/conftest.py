@@ -12,7 +12,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,5 +173,113 @@ def vllm_server() -> Iterator[VLLMServer]:
         )
         _started_in.append(server.started_in_s)
         yield server
+    finally:
+        _stop(process)
+
+
+# -- a server for any model, for tests with their own fixture and for bench/inference.py --------
+
+
+class VLLMStartError(RuntimeError):
+    """The vLLM server exited or did not become healthy; the message ends with its log."""
+
+
+@contextmanager
+def launch_vllm_server(
+    *,
+    model_dir: Path,
+    served_name: str,
+    max_model_len: int,
+    log_path: Path,
+    dtype: str = "float32",
+    extra_args: Sequence[str] = (),
+    start_timeout_s: float = START_TIMEOUT_S,
+    kv_cache_gib: int = 1,
+) -> Iterator[VLLMServer]:
+    """Run ``vllm.entrypoints.openai.api_server`` on ``model_dir`` until the block ends.
+
+    Same engine settings as the session's ``vllm_server`` (engine in-process, eager, one
+    executor, fixed seed). Raises :class:`VLLMStartError` when the vLLM venv or the model is
+    missing, or the server does not come up; the server's process group is stopped on exit.
+    """
+    missing = [str(p) for p in (VLLM_PYTHON, model_dir / "config.json") if not p.exists()]
+    if missing:
+        raise VLLMStartError(
+            f"a vLLM server needs {', '.join(missing)}: run `make vllm` (scripts/setup_vllm.sh, "
+            "then scripts/make_tiny_llama.py) and `make models` first"
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--enforce-eager",
+        "--max-model-len",
+        str(max_model_len),
+        "--distributed-executor-backend",
+        "uni",
+        "--seed",
+        "0",
+        *extra_args,
+    ]
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                raise VLLMStartError(
+                    f"vLLM server for {model_dir.name} exited with code {process.returncode} "
+                    f"while starting; log {log_path}:\n{_tail(log_path)}"
+                )
+            if time.monotonic() - started > start_timeout_s:
+                raise VLLMStartError(
+                    f"vLLM server for {model_dir.name} not healthy after {start_timeout_s:.0f} s;"
+                    f" log {log_path}:\n{_tail(log_path)}"
+                )
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        yield VLLMServer(
+            base_url=base_url,
+            model=served_name,
+            model_dir=model_dir,
+            max_model_len=max_model_len,
+            log_path=log_path,
+            started_in_s=time.monotonic() - started,
+        )
     finally:
         _stop(process)

@@ -26,7 +26,7 @@ def source(i: int, text: str = "Give drug X 5 mg daily.") -> SourcePassage:
 def test_sources_are_numbered_and_the_question_follows_them() -> None:
     text = render(PROFILES["meditron"], "What dose?", [source(1), source(2)])
     assert text.index('id="S1"') < text.index('id="S2"') < text.index("What dose?")
-    assert text.endswith("### Answer\n")
+    assert text.endswith("\n### Assistant:")
 
 
 def test_instruction_prefix_is_identical_for_every_question() -> None:
