@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_pressure  # noqa: E402
 from inference.backends.transformers_backend import TransformersBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 
@@ -56,20 +57,6 @@ def build_prompt(backend: TransformersBackend, target_tokens: int) -> str:
             break
         sources.append(line)
     return head + "".join(sources) + tail
-
-
-def cpu_pressure() -> float | None:
-    """Share of the last 10 s that some task waited for a CPU (Linux PSI); None if unknown.
-
-    Other work on a 2-core machine skews every number here: results taken with this above a
-    few percent are not comparable.
-    """
-    try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    fields = dict(item.split("=") for item in first.split()[1:])
-    return float(fields["avg10"])
 
 
 def one_run(backend: TransformersBackend, prompt: str, max_tokens: int) -> dict[str, float]:

@@ -33,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_pressure  # noqa: E402
 from inference.backends.vllm_backend import VLLMBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 from tests.inference.conftest import (  # noqa: E402
@@ -140,16 +141,6 @@ def summary(streams: list[Stream], cpu_s: float) -> dict[str, float]:
         "chunks": chunks,
         "client_cpu_us_per_chunk": round(cpu_s / max(chunks, 1) * 1e6, 1),
     }
-
-
-def cpu_pressure() -> float | None:
-    """Share of the last 10 s that some task waited for a CPU (Linux PSI); None if unknown."""
-    try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    fields = dict(item.split("=") for item in first.split()[1:])
-    return float(fields["avg10"])
 
 
 def run_level(

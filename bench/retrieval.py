@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_pressure, result  # noqa: E402
 from retrieval.chunking import chunk_sections, embedding_text  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.index import HNSW_M, VectorIndex, set_faiss_threads  # noqa: E402
@@ -44,39 +45,6 @@ PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 DIM = 384
 CHUNK_MAX_TOKENS = 200
 TORCH_THREADS = 2
-
-
-def cpu_pressure() -> float | None:
-    """Share of the last 10 s some task waited for a CPU (Linux PSI); None if unknown."""
-    try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    fields = dict(item.split("=") for item in first.split()[1:])
-    return float(fields["avg10"])
-
-
-def result(
-    metric: str,
-    value: float,
-    unit: str,
-    *,
-    baseline: str | None = None,
-    baseline_value: float | None = None,
-    target: str | None = None,
-    meets: bool | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"metric": metric, "value": round(value, 4), "unit": unit}
-    if baseline is not None and baseline_value is not None:
-        row["baseline"] = baseline
-        row["baseline_value"] = round(baseline_value, 4)
-        row["ratio"] = round(value / baseline_value, 3) if baseline_value else None
-    if target is not None:
-        row["target"] = target
-        row["meets_target"] = meets
-    row.update(extra)
-    return row
 
 
 # ----------------------------------------------------------------------- 1 + 3: real text
