@@ -83,98 +83,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[VLLMServer]:
-    missing = [str(p) for p in (VLLM_PYTHON, TINY_MODEL / "config.json") if not p.exists()]
-    if missing:
-        pytest.fail(
-            f"the vLLM test server needs {', '.join(missing)}: run `make vllm` "
-            "(scripts/setup_vllm.sh, then scripts/make_tiny_llama.py) first",
-            pytrace=False,
-        )
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    log_path = artifacts / "vllm-server.log"
-    port = _free_port()
-    env = {
-        **os.environ,
-        # Engine in the API server's process: starts in ~20 s instead of ~45 s on 2 cores,
-        # since vLLM and torch are imported once instead of three times.
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        # KV cache in GiB; the default sizes it from free memory, far more than tests need.
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        str(VLLM_PYTHON),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(TINY_MODEL),
-        "--served-model-name",
-        SERVED_NAME,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--enforce-eager",
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--distributed-executor-backend",
-        "uni",
-        # Logs "Added request ..." and "Aborted request(s) ..." lines the cancel test reads.
-        "--enable-log-requests",
-        "--seed",
-        "0",
-    ]
-    started = time.monotonic()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    """The tiny Llama on a real vLLM CPU server, for the whole session."""
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"vLLM server exited with code {process.returncode} while starting; "
-                    f"log {log_path}:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            if time.monotonic() - started > START_TIMEOUT_S:
-                pytest.fail(
-                    f"vLLM server not healthy after {START_TIMEOUT_S:.0f} s; "
-                    f"log {log_path}:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        server = VLLMServer(
-            base_url=base_url,
-            model=SERVED_NAME,
+        with launch_vllm_server(
             model_dir=TINY_MODEL,
+            served_name=SERVED_NAME,
             max_model_len=MAX_MODEL_LEN,
-            log_path=log_path,
-            started_in_s=time.monotonic() - started,
-        )
-        _started_in.append(server.started_in_s)
-        yield server
-    finally:
-        _stop(process)
+            log_path=ROOT / "test-artifacts" / "vllm-server.log",
+            # Logs "Added request ..." and "Aborted request(s) ..." lines the cancel test reads.
+            extra_args=("--enable-log-requests",),
+        ) as server:
+            _started_in.append(server.started_in_s)
+            yield server
+    except VLLMStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # -- a server for any model, for tests with their own fixture and for bench/inference.py --------
@@ -212,7 +134,10 @@ def launch_vllm_server(
     port = _free_port()
     env = {
         **os.environ,
+        # Engine in the API server's process: starts in ~20 s instead of ~45 s on 2 cores,
+        # since vLLM and torch are imported once instead of three times.
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # KV cache in GiB; the default sizes it from free memory, far more than tests need.
         "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
