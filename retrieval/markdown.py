@@ -24,7 +24,7 @@ def parse_markdown(
         if len(text) > max_bytes:
             raise DocumentError(f"{source_name or 'document'}: larger than {max_bytes} bytes")
         try:
-            text = text.decode("utf-8")
+            text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise DocumentError(
                 f"{source_name or 'document'}: not valid UTF-8 text ({exc.reason})"

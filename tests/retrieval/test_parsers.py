@@ -312,3 +312,13 @@ def test_missing_file_is_a_typed_error(tmp_path: Path) -> None:
 def test_unknown_format_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown format"):
         parse_file(b"x", format="docx")
+
+
+def test_markdown_with_a_byte_order_mark_keeps_its_headings() -> None:
+    from retrieval.parsers import parse_file
+
+    data = "\ufeff# Title\n\n## Dosing\n\nGive 5 mg.\n".encode("utf-8")
+    doc = parse_file(data, format="markdown", source_name="bom.md").documents[0]
+    assert [s.path for s in doc.sections] == [("Dosing",)]
+    utf16 = "## Dosing\n\nGive 5 mg.\n".encode("utf-16")
+    assert parse_file(utf16, format="markdown").documents[0].sections[0].path == ("Dosing",)
