@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.http import HttpRequest
 
 from clinic_app.models import Role
-from clinic_app.selectors import user_has_role
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:
@@ -18,6 +17,3 @@ def roles(request: HttpRequest) -> dict[str, bool]:
         "is_guideline_admin": Role.GUIDELINE_ADMIN.value in names,
         "is_auditor": Role.AUDITOR.value in names,
     }
-
-
-__all__ = ["roles", "user_has_role"]

@@ -330,7 +330,6 @@ class IngestReport:
     documents_added: int = 0
     documents_unchanged: int = 0
     passages_added: int = 0
-    errors: list[str] = field(default_factory=list)
     index_version: int | None = None
 
 
