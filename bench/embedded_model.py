@@ -11,7 +11,6 @@ results as JSON (medians of ``--runs`` runs) and writes ``bench/results/embedded
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_pressure  # noqa: E402
+from bench.common import cpu_pressure, write_report  # noqa: E402
 from inference.backends.transformers_backend import TransformersBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 
@@ -157,10 +156,7 @@ def main() -> int:
         "results": results,
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    out = ROOT / "bench" / "results" / "embedded_model.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report("embedded_model", report)
     return 0
 
 

@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_pressure  # noqa: E402
+from bench.common import cpu_pressure, write_report  # noqa: E402
 from inference.backends.vllm_backend import VLLMBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 from tests.inference.conftest import (  # noqa: E402
@@ -316,10 +316,7 @@ def main() -> int:
         "results": results,
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    out = ROOT / "bench" / "results" / "inference.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report("inference", report)
     # Latency on a shared 2-core machine is reported, not enforced; lost tokens are a bug.
     lost = sum(level["backend_vs_bare_text_mismatches"] for level in levels.values())
     return 0 if lost == 0 else 1

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_pressure, result  # noqa: E402
+from bench.common import cpu_pressure, result, write_report  # noqa: E402
 from retrieval.chunking import chunk_sections, embedding_text  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.index import HNSW_M, VectorIndex, set_faiss_threads  # noqa: E402
@@ -345,10 +345,7 @@ def main() -> int:
         "results": results,
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    out = ROOT / "bench" / "results" / "retrieval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report("retrieval", report)
     return 0
 
 
