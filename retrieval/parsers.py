@@ -619,10 +619,8 @@ def parse_bytes(
         _check_size(data, max_bytes, name)
         if not meta.title:
             meta = replace(meta, title=_title_from_name(source_name))
-        # One decoder for both (BOMs, UTF-16), so a Markdown file's BOM cannot hide its title.
         parse = parse_markdown if format == "markdown" else parse_text
-        text = decode_text(data, source_name=name)
-        doc = parse(text, meta=meta, source_name=source_name, max_bytes=max_bytes)
+        doc = parse(data, meta=meta, source_name=source_name, max_bytes=max_bytes)
     return ParseResult(documents=[doc])
 
 
