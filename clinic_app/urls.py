@@ -18,5 +18,9 @@ urlpatterns = [
     path("api/passages/<int:passage_id>/", views.passage_detail, name="passage-detail"),
     path("guidelines/", views.guidelines, name="guidelines"),
     path("audit/", views.audit, name="audit"),
+    path("audit/events/<int:seq>/", views.audit_event_detail, name="audit-event"),
+    path("audit/export.csv", views.audit_export_csv, name="audit-export-csv"),
+    path("audit/export.jsonl", views.audit_export_jsonl, name="audit-export-jsonl"),
+    path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
     path("admin/", admin.site.urls),
 ]
