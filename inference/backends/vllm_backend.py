@@ -3,11 +3,11 @@
 Meditron's released weights are base models without a chat template, so this backend uses the
 completion endpoint with a fully formatted prompt, never ``/v1/chat/completions``.
 
-Each stream runs its HTTP request in a short-lived reader thread that hands SSE lines to the
-caller through a queue. The caller's side waits with deadlines, so the first-token and total
-timeouts hold exactly and ``cancel`` is seen within 50 ms even while the server is still
-prefilling. Cancelling (or a timeout, or closing the iterator) shuts the socket down: vLLM sees
-the disconnect and aborts the request, freeing its KV cache.
+Each stream is read on the caller's thread, so a chunk costs no thread hand-off. One watchdog
+thread per backend enforces the first-token and total timeouts and notices ``cancel`` within
+50 ms, even while the server is still prefilling: it shuts the stream's socket down, which wakes
+the blocked read. Cancelling (or a timeout, or closing the iterator) therefore disconnects, and
+vLLM aborts the request, freeing its KV cache.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import httpx
@@ -39,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 # How often a waiting stream wakes to notice ``cancel`` when no chunk arrives.
 _POLL_S = 0.05
-# How long an aborted stream waits for its reader thread to close the connection.
-_JOIN_S = 2.0
 # How often ``info`` may ask the server for its model metadata until it gets an answer.
 _METADATA_RETRY_S = 30.0
 # Error bodies are short JSON documents; cap what is read of a misbehaving server's.
@@ -120,71 +116,100 @@ class CircuitBreaker:
             self._probing = False
 
 
-@dataclass
-class _Reader:
-    """One streaming HTTP request, read on its own thread into ``events``.
+class _Guard:
+    """Cancel and deadlines of one stream, enforced from outside the thread reading it.
 
-    Events: ``("open", None)`` once the server answered (any status: it is reachable), then
-    ``("line", str)`` per SSE line, and finally ``("end", None)`` or ``("error", exception)``.
+    The caller's thread reads the HTTP stream itself (no hand-off per chunk). When ``cancel`` is
+    set or a deadline passes, the watchdog calls :meth:`trip`, which shuts the socket down: the
+    blocked read wakes with an error, the caller sees :attr:`reason`, and vLLM sees the
+    disconnect and aborts the request.
     """
 
-    client: httpx.Client
-    request: httpx.Request
-    events: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
-    stop: threading.Event = field(default_factory=threading.Event)
-    sock: socket.socket | None = None
-    thread: threading.Thread | None = None
+    def __init__(
+        self, cancel: threading.Event | None, first_deadline: float, total_deadline: float
+    ) -> None:
+        self.cancel = cancel
+        self.first_deadline = first_deadline
+        self.total_deadline = total_deadline
+        self.got_text = False
+        self.reason: str | None = None  # "cancelled", "first-token" or "total" once tripped
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
 
-    def start(self) -> None:
-        # httpcore's "trace" extension hands over the socket as soon as it is connected, so an
-        # abort can close it even while the server has not answered yet.
-        self.request.extensions["trace"] = self._trace
-        self.thread = threading.Thread(target=self._run, name="vllm-stream", daemon=True)
-        self.thread.start()
+    def due(self, now: float) -> str | None:
+        """Why this stream must stop now, or None."""
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancelled"
+        if not self.got_text and now >= self.first_deadline:
+            return "first-token"
+        if now >= self.total_deadline:
+            return "total"
+        return None
 
-    def _trace(self, event: str, info: dict[str, Any]) -> None:
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` hook: hands over the socket as soon as it is connected."""
         if event.endswith("connect_tcp.complete"):
             stream = info.get("return_value")
-            self.sock = stream.get_extra_info("socket") if stream is not None else None
-            if self.stop.is_set():  # aborted while connecting
-                self._shutdown()
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._sock = sock
+                if self.reason is not None:  # tripped while connecting
+                    self._shutdown()
+
+    def trip(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            self._shutdown()
+
+    def detach(self) -> None:
+        """Forget the socket, so that nothing shuts it down once the stream is over."""
+        with self._lock:
+            self._sock = None
 
     def _shutdown(self) -> None:
-        sock = self.sock
-        if sock is not None:
-            # shutdown, not close: it wakes the reader blocked in recv() and sends FIN.
+        if self._sock is not None:
+            # shutdown, not close: it wakes a read blocked in recv() and sends FIN.
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per backend that trips the guards of streams past a deadline or cancelled.
+
+    It runs only while streams are open and wakes every 50 ms, so a cancel is seen within that
+    even while the server has not sent a byte.
+    """
+
+    def __init__(self) -> None:
+        self._guards: set[_Guard] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: _Guard) -> None:
+        with self._lock:
+            self._guards.add(guard)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vllm-watchdog", daemon=True)
+                self._thread.start()
+
+    def forget(self, guard: _Guard) -> None:
+        with self._lock:
+            self._guards.discard(guard)
 
     def _run(self) -> None:
-        try:
-            response = self.client.send(self.request, stream=True)
-        except Exception as exc:  # reported to the caller's thread, which maps it
-            self.events.put(("error", exc))
-            return
-        try:
-            if self.stop.is_set():
-                return
-            self.events.put(("open", None))
-            if not response.is_success:
-                self.events.put(("error", _status_error(response)))
-                return
-            for line in response.iter_lines():
-                if self.stop.is_set():
+        while True:
+            time.sleep(_POLL_S)
+            with self._lock:
+                if not self._guards:
+                    self._thread = None
                     return
-                self.events.put(("line", line))
-            self.events.put(("end", None))
-        except Exception as exc:
-            self.events.put(("error", exc))
-        finally:
-            response.close()
-
-    def abort(self) -> None:
-        """Stop reading and close the connection now, even if a read is blocked on it."""
-        self.stop.set()
-        self._shutdown()
-        if self.thread is not None:
-            self.thread.join(_JOIN_S)
+                guards = list(self._guards)
+            now = time.monotonic()
+            for guard in guards:
+                reason = guard.due(now)
+                if reason is not None:
+                    guard.trip(reason)
 
 
 def _status_error(response: httpx.Response) -> BackendError | _Retryable:
@@ -278,6 +303,7 @@ class VLLMBackend:
                 pool=connect_timeout,
             ),
         )
+        self._watchdog = _Watchdog()
         self._info = ModelInfo(backend="vllm", model=model, context_tokens=context_tokens)
         self._info_resolved = False
         self._info_checked_at = float("-inf")
@@ -419,21 +445,23 @@ class VLLMBackend:
         attempts = self.retries + 1
         for attempt in range(attempts):
             probe = self.breaker.before_call()
-            client = self._stream_client
-            reader = _Reader(
-                client, client.build_request("POST", "/v1/completions", json=body, headers=headers)
+            guard = _Guard(cancel, first_deadline, total_deadline)
+            request_ = self._stream_client.build_request(
+                "POST", "/v1/completions", json=body, headers=headers
             )
-            reader.start()
+            request_.extensions["trace"] = guard.trace
             emitted = False
             verdict = False  # whether the breaker heard how this attempt went
+            self._watchdog.watch(guard)
             try:
-                for text in self._read_events(reader, cancel, first_deadline, total_deadline):
-                    if not verdict:
-                        self.breaker.record_success()
-                        verdict = True
-                        continue  # the first event only says the stream is open
-                    emitted = True
-                    yield text
+                with contextlib.closing(self._read_stream(guard, request_)) as chunks:
+                    for text in chunks:
+                        if not verdict:
+                            self.breaker.record_success()
+                            verdict = True
+                            continue  # the first chunk only says the stream is open
+                        emitted = True
+                        yield text
                 return
             except _ConnectFailure as failure:
                 self.breaker.record_failure()
@@ -449,54 +477,63 @@ class VLLMBackend:
                     continue
                 raise retryable.error from None
             finally:
-                reader.abort()
+                self._watchdog.forget(guard)
+                guard.detach()
                 if probe and not verdict:
                     self.breaker.release_probe()
 
-    def _read_events(
-        self,
-        reader: _Reader,
-        cancel: threading.Event | None,
-        first_deadline: float,
-        total_deadline: float,
-    ) -> Iterator[str]:
-        """Yield ``""`` once the stream is open, then each text chunk; map every failure."""
-        got_text = False
-        data: list[str] = []
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("generation cancelled")
-            first = not got_text and first_deadline < total_deadline
-            remaining = (first_deadline if first else total_deadline) - time.monotonic()
-            if remaining <= 0:
-                which, limit = (
-                    ("first-token", self.first_token_timeout)
-                    if first
-                    else ("total", self.total_timeout)
-                )
-                raise BackendTimeout(f"vLLM exceeded the {which} timeout of {limit:g} s")
-            try:
-                kind, value = reader.events.get(timeout=min(_POLL_S, remaining))
-            except queue.Empty:
-                continue
-            if kind == "open":
-                yield ""
-            elif kind == "error":
-                raise _transport_error(value, self.base_url)
-            elif kind == "end":
-                raise BadResponse("vLLM stream ended without [DONE]")
-            elif value.startswith("data:"):
-                data.append(value[5:].removeprefix(" "))
-            elif value == "" and data:
-                # A blank line ends one SSE event; its data lines join with newlines.
-                payload, data = "\n".join(data), []
-                if payload == "[DONE]":
-                    return
-                text = _completion_text(payload)
-                if text:
-                    got_text = True
-                    yield text
-            # Other SSE fields (event:, id:, retry:) and ":" comments carry nothing we use.
+    def _read_stream(self, guard: _Guard, request: httpx.Request) -> Generator[str, None, None]:
+        """Yield ``""`` once the server answered, then each text chunk; map every failure.
+
+        Runs on the caller's thread. A failure caused by the watchdog (cancel, deadline) is
+        reported as that cause, whatever the transport made of the shut-down socket.
+        """
+        if guard.cancel is not None and guard.cancel.is_set():
+            raise Cancelled("generation cancelled")
+        try:
+            response = self._stream_client.send(request, stream=True)
+        except Exception as exc:
+            raise self._failure(guard, exc) from None
+        try:
+            if not response.is_success:
+                raise _status_error(response)
+            yield ""
+            cancel = guard.cancel
+            data: list[str] = []
+            for line in response.iter_lines():
+                if guard.reason is not None or (cancel is not None and cancel.is_set()):
+                    guard.trip("cancelled" if guard.reason is None else guard.reason)
+                    raise self._failure(guard, None)
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif line == "" and data:
+                    # A blank line ends one SSE event; its data lines join with newlines.
+                    payload, data = "\n".join(data), []
+                    if payload == "[DONE]":
+                        return
+                    text = _completion_text(payload)
+                    if text:
+                        guard.got_text = True
+                        yield text
+                # Other SSE fields (event:, id:, retry:) and ":" comments carry nothing we use.
+            raise BadResponse("vLLM stream ended without [DONE]")
+        except Exception as exc:
+            raise self._failure(guard, exc) from None
+        finally:
+            response.close()
+
+    def _failure(self, guard: _Guard, exc: Exception | None) -> Exception:
+        """The error to raise for ``exc``: the watchdog's reason first, else the mapped cause."""
+        if guard.reason == "cancelled":
+            return Cancelled("generation cancelled")
+        if guard.reason == "first-token":
+            return BackendTimeout(
+                f"vLLM exceeded the first-token timeout of {self.first_token_timeout:g} s"
+            )
+        if guard.reason == "total":
+            return BackendTimeout(f"vLLM exceeded the total timeout of {self.total_timeout:g} s")
+        assert exc is not None
+        return _transport_error(exc, self.base_url)
 
     def close(self) -> None:
         """Close the connection pools (streams in progress end with an error)."""
