@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class ClinicAppConfig(AppConfig):
@@ -8,4 +9,7 @@ class ClinicAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from clinic_app import signals  # noqa: F401  (connects the auth audit receivers)
+        from clinic_app import signals  # noqa: F401  (connects the audit receivers)
+        from clinic_app.audit_triggers import connection_prepare
+
+        connection_created.connect(connection_prepare, dispatch_uid="clinic_audit_guard")

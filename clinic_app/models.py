@@ -140,19 +140,53 @@ class Citation(models.Model):
 
 
 class AuditEvent(models.Model):
-    """An append-only record of who did what, when, from where, to which object, and the outcome."""
+    """An append-only record of who did what, when, from where, to which object, and the outcome.
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150, blank=True)
+    Events form a hash chain (see ``clinic_app/audit_chain.py``): ``seq`` counts from 1 without
+    gaps, ``prev_hash`` is the previous event's ``hash``. The database refuses UPDATE, DELETE and
+    TRUNCATE on this table (triggers in migration 0002). Write through ``audit.audit_record``.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=150, blank=True, db_index=True)
     action = models.CharField(max_length=60, db_index=True)
     object_type = models.CharField(max_length=60, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     outcome = models.CharField(max_length=20, default="success")
     source_ip = models.CharField(max_length=64, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["-id"]
+        ordering = ["-seq"]
 
     def __str__(self) -> str:
-        return f"{self.action} by {self.actor or '-'} ({self.outcome})"
+        return f"#{self.seq} {self.action} by {self.actor or '-'} ({self.outcome})"
+
+
+class AuditHead(models.Model):
+    """The chain's head, one row: appending an event locks it, so appends are serialised."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit head at seq {self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed copy of the chain head; also exported to storage outside the database."""
+
+    seq = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    at = models.CharField(max_length=32)
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at seq {self.seq}"

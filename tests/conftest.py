@@ -71,6 +71,36 @@ SEED_MODELS = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _audit_checkpoints_in_a_temporary_file(index_dir: Path) -> None:
+    """Checkpoints exported by tests never land beside the developer's own database."""
+    from django.conf import settings
+
+    settings.AUDIT_CHECKPOINT_FILE = str(index_dir / "audit-checkpoints.jsonl")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_may_empty_the_audit_log() -> Iterator[None]:
+    """Transactional tests end with Django's ``flush``, which the audit triggers would refuse.
+
+    Only the flush runs inside the maintenance switch; every other statement in the suite meets
+    the triggers as production does (tests/clinic_app/test_audit.py proves they refuse).
+    """
+    from django.core.management.commands.flush import Command
+
+    from clinic_app.audit_triggers import audit_maintenance
+
+    original = Command.handle
+
+    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        with audit_maintenance(options.get("database") or "default"):
+            return original(self, *args, **options)
+
+    Command.handle = handle  # type: ignore[method-assign]
+    yield
+    Command.handle = original  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def seeded_db(transactional_db: None, index_dir: Path) -> None:
     from django.core.management import call_command
