@@ -1,12 +1,81 @@
-"""Django admin registrations (staff only; the app's own pages serve the roles)."""
+"""Django admin registrations (staff only; the app's own pages serve the roles).
+
+Every addition, change and deletion made here is also appended to the audit chain, and the
+clinical record (questions and answers) is read-only.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+
+from clinic_app.audit import audit_record
 from clinic_app.models import Answer, Guideline, IndexVersion, Question
 
-admin.site.register(Guideline)
-admin.site.register(IndexVersion)
-admin.site.register(Question)
-admin.site.register(Answer)
+
+class AuditedAdminMixin:
+    """Appends ``admin.added`` / ``admin.changed`` / ``admin.deleted`` events, in the same
+    transaction as the change (Django's admin logs inside its atomic block)."""
+
+    def _audit(self, request: HttpRequest, obj: Model, verb: str, message: Any) -> None:
+        audit_record(
+            action=f"admin.{verb}",
+            actor=request.user,
+            object_type=obj._meta.model_name or "",
+            object_id=obj.pk,
+            source_ip=str(request.META.get("REMOTE_ADDR", "")),
+            details={"object": str(obj)[:200], "change": str(message)[:2000]},
+        )
+
+    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "added", message)
+        return super().log_addition(request, obj, message)  # type: ignore[misc]
+
+    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "changed", message)
+        return super().log_change(request, obj, message)  # type: ignore[misc]
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        for obj in queryset:
+            self._audit(request, obj, "deleted", "")
+        return super().log_deletions(request, queryset)  # type: ignore[misc]
+
+
+class AuditedAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    pass
+
+
+class ClinicalRecordAdmin(admin.ModelAdmin):
+    """Questions and answers as the clinician saw them: viewable, never edited or deleted."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    pass
+
+
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+    pass
+
+
+admin.site.register(Guideline, AuditedAdmin)
+admin.site.register(IndexVersion, AuditedAdmin)
+admin.site.register(Question, ClinicalRecordAdmin)
+admin.site.register(Answer, ClinicalRecordAdmin)
+admin.site.unregister(User)
+admin.site.register(User, AuditedUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, AuditedGroupAdmin)

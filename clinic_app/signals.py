@@ -11,6 +11,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from clinic_app.audit import audit_record
+from clinic_app.middleware import acting
 
 
 def _ip(request: HttpRequest | None) -> str:
@@ -56,8 +57,9 @@ def _memberships(instance: Any, reverse: bool, pk_set: set[int] | None) -> dict[
 def _roles_changed(
     sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
 ) -> None:
-    """Record every change of a user's groups (roles). The actor is unknown here: Django does
-    not pass the request to model signals, so the admin's own log entry names who did it."""
+    """Record every change of a user's groups (roles), by the signed-in user of the request
+    that made it (``ActingUserMiddleware``); outside a request (commands, shell) the actor is
+    ``system``."""
     if action == "pre_clear":
         if reverse:
             members = {pk: [instance.name] for pk in instance.user_set.values_list("pk", flat=True)}
@@ -74,12 +76,14 @@ def _roles_changed(
     else:
         return
     usernames = dict(User.objects.filter(pk__in=members).values_list("pk", "username"))
+    who = acting()
     for user_id, groups in members.items():
         if not groups:  # clear() of a user without groups
             continue
         audit_record(
             action="user.roles_changed",
-            actor="",
+            actor=who.username if who is not None else "system",
+            source_ip=who.source_ip if who is not None else "",
             object_type="user",
             object_id=user_id,
             details={"change": action, "groups": groups, "username": usernames.get(user_id, "")},

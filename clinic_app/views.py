@@ -267,14 +267,14 @@ def _export(
 
 
 # permissions.View expects HttpResponse; a streaming response is an HttpResponseBase.
-@role_required(Role.AUDITOR)  # type: ignore[arg-type]
+@role_required(Role.AUDITOR)
 @require_GET
 def audit_export_csv(request: HttpRequest) -> HttpResponseBase:
     return _export(request, fmt="csv", writer=audit_export.csv_chunks)
 
 
 # permissions.View expects HttpResponse; a streaming response is an HttpResponseBase.
-@role_required(Role.AUDITOR)  # type: ignore[arg-type]
+@role_required(Role.AUDITOR)
 @require_GET
 def audit_export_jsonl(request: HttpRequest) -> HttpResponseBase:
     return _export(request, fmt="jsonl", writer=audit_export.jsonl_chunks)

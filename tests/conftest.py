@@ -72,11 +72,13 @@ SEED_MODELS = (
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _audit_checkpoints_in_a_temporary_file(index_dir: Path) -> None:
-    """Checkpoints exported by tests never land beside the developer's own database."""
+def _audit_checkpoints_in_the_database_only() -> None:
+    """No checkpoint file by default: tests never write beside the developer's own database,
+    and transactional tests (whose events are flushed) leave no stale checkpoints behind.
+    Tests of the export set their own file."""
     from django.conf import settings
 
-    settings.AUDIT_CHECKPOINT_FILE = str(index_dir / "audit-checkpoints.jsonl")
+    settings.AUDIT_CHECKPOINT_FILE = ""
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -472,3 +472,50 @@ def test_a_clinician_opening_an_answer_is_recorded(clinician: User) -> None:
     assert client_for("other-clinician").get(f"/api/answers/{answer.pk}/").status_code == 404
     denied = last_event("answer.viewed")
     assert (denied.actor, denied.outcome) == ("other-clinician", "failure")
+
+
+def test_role_changes_made_in_the_django_admin_name_the_admin() -> None:
+    admin_user = User.objects.create_superuser("site-admin", password="admin-pass-123")
+    target = User.objects.create_user("promoted", password="x")
+    auditors = Group.objects.get(name="auditor")
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/auth/user/{target.pk}/change/")
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "password"}
+    data.update(
+        {
+            "username": "promoted",
+            "groups": [auditors.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "is_active": "on",
+        }
+    )
+    data.pop("last_login", None)
+    data.pop("user_permissions", None)
+    data.pop("date_joined", None)
+    response = client.post(f"/admin/auth/user/{target.pk}/change/", data, REMOTE_ADDR="10.9.9.9")
+    assert response.status_code == 302, response.content[:2000]
+    changed = last_event("user.roles_changed")
+    assert (changed.actor, changed.source_ip, changed.object_id) == (
+        "site-admin",
+        "10.9.9.9",
+        str(target.pk),
+    )
+    assert changed.details["groups"] == ["auditor"]
+    edit = last_event("admin.changed")
+    assert (edit.actor, edit.object_type, edit.object_id) == ("site-admin", "user", str(target.pk))
+
+
+def test_answers_cannot_be_edited_or_deleted_in_the_django_admin(clinician: User) -> None:
+    answer = services.question_ask(user=clinician, text="What is the target INR on warfarin?")
+    admin_user = User.objects.create_superuser("site-admin-2", password="admin-pass-123")
+    client = Client()
+    client.force_login(admin_user)
+    assert client.get(f"/admin/clinic_app/answer/{answer.pk}/change/").status_code == 200
+    assert client.post(f"/admin/clinic_app/answer/{answer.pk}/delete/").status_code == 403
+    assert (
+        client.post(f"/admin/clinic_app/answer/{answer.pk}/change/", {"text": "x"}).status_code
+        == 403
+    )
