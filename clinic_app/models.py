@@ -26,9 +26,30 @@ class Guideline(models.Model):
     sha256 = models.CharField(max_length=64)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    jurisdiction = models.CharField(max_length=100, blank=True)
+    review_date = models.DateField(null=True, blank=True, help_text="When it is due for review")
+    # The upload as received (stored under its sha256, never under the uploader's filename).
+    source_name = models.CharField(max_length=255, blank=True, help_text="Uploaded file's name")
+    original_sha256 = models.CharField(max_length=64, blank=True)
+    original_type = models.CharField(max_length=20, blank=True, help_text="Detected format")
+    extracted_text = models.TextField(blank=True)
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
+    )
+    # Deleted guidelines whose passages answers cited are kept (hidden) for the record.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.title} ({self.key})"
+
+    @property
+    def state(self) -> str:
+        """``deleted``, ``superseded``, ``active`` or ``inactive``."""
+        if self.deleted_at is not None:
+            return "deleted"
+        if self.superseded_by_id is not None:
+            return "superseded"
+        return "active" if self.active else "inactive"
 
 
 class Passage(models.Model):
@@ -60,6 +81,47 @@ class IndexVersion(models.Model):
 
     def __str__(self) -> str:
         return f"index v{self.version}{' (live)' if self.live else ''}"
+
+
+class IngestStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class IngestJob(models.Model):
+    """One upload of one or many files, ingested by a Celery task; progress survives reloads.
+
+    ``files``: ``[{"name", "size", "sha256", "path"}]`` staged under the job's own folder
+    (``path`` is ours, never the uploader's filename). ``items``: one entry per document, with
+    its outcome (``added``, ``duplicate``, ``failed``) and, when it failed, the reason.
+    """
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=IngestStatus.choices, default=IngestStatus.QUEUED
+    )
+    files = models.JSONField(default=list)
+    metadata = models.JSONField(default=dict, blank=True)
+    total = models.PositiveIntegerField(default=0, help_text="Documents found so far")
+    done = models.PositiveIntegerField(default=0, help_text="Documents processed")
+    added = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    phase = models.CharField(max_length=40, default="queued")
+    message = models.TextField(blank=True)
+    items = models.JSONField(default=list, blank=True)
+    index_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ingest job {self.pk} ({self.status})"
 
 
 class Question(models.Model):

@@ -192,6 +192,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
                 "reason": "no_evidence",
                 "top_score": answer.top_score,
                 "index_version": result.index_version,
+                "passage_ids": [h.passage_id for h in hits],
+                "latency_ms": int((time.monotonic() - started) * 1000),
             },
         )
 
@@ -225,7 +227,11 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             answer,
             _Outcome(AnswerStatus.FAILED, message=message),
             sink,
-            {"error": type(exc).__name__},
+            {
+                "error": type(exc).__name__,
+                "index_version": result.index_version,
+                "latency_ms": int((time.monotonic() - started) * 1000),
+            },
         )
     scores = {h.passage_id: h.score for h in hits}
     Citation.objects.bulk_create(

@@ -253,6 +253,33 @@ def test_postgresql_refuses_raw_update_delete_and_truncate(
     assert verified.returncode == 0, verified.stderr
 
 
+def test_postgresql_concurrent_writers_never_fork_the_chain(pg_database: dict[str, str]) -> None:
+    """Three processes append at once; the head-row lock serialises them into one chain."""
+    script = (
+        "from clinic_app.audit import audit_record\n"
+        "for i in range(40): audit_record(action='question.asked', actor='w', object_id=i)\n"
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", script],
+            cwd=ROOT,
+            env=pg_database,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err
+    with psycopg.connect(pg_database["DATABASE_URL"]) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM clinic_app_auditevent ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    verified = manage(pg_database, "audit_verify")
+    assert verified.returncode == 0, verified.stderr
+
+
 def test_postgresql_tampering_behind_the_triggers_is_found_by_audit_verify(
     pg_database: dict[str, str],
 ) -> None:
