@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import Task
 from django.conf import settings
 
-from clinic_app import services
+from clinic_app import library, services
 from clinic_app.celery import app
 from clinic_app.streaming import ChannelSink
 
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Embedded default: tasks run in this process, on threads, so the consumer's loop never blocks.
 _inprocess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="answer-task")
+# Library work (ingestion, publishing) gets its own thread, so answers never queue behind it.
+_library_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-task")
 
 
 @app.task(
@@ -60,5 +62,54 @@ def _run_inprocess(answer_id: int) -> None:
     close_old_connections()
     try:
         generate_answer.apply(args=(answer_id,))
+    finally:
+        close_old_connections()
+
+
+@app.task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+)
+def ingest_job(self: Task, job_id: int) -> None:
+    """Ingest an upload job's files (idempotent: a redelivered job starts over safely)."""
+    try:
+        library.ingest_job_run(job_id=job_id)
+    except Exception as exc:
+        log.exception("ingest job %s failed", job_id)
+        library.ingest_job_fail(
+            job_id=job_id,
+            message=f"The ingestion stopped on an internal error ({type(exc).__name__}).",
+        )
+        raise
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def publish_index(actor: str) -> None:
+    """Publish a new index version after a change to what answers may cite."""
+    library.index_publish(actor=actor)
+
+
+def enqueue_ingest(job_id: int) -> None:
+    if settings.CELERY_TASK_INPROCESS:
+        _library_pool.submit(_apply_inprocess, ingest_job, job_id)
+    else:
+        ingest_job.delay(job_id)
+
+
+def enqueue_publish(actor: str) -> None:
+    if settings.CELERY_TASK_INPROCESS:
+        _library_pool.submit(_apply_inprocess, publish_index, actor)
+    else:
+        publish_index.delay(actor)
+
+
+def _apply_inprocess(task: Task, *args: object) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        task.apply(args=args)
     finally:
         close_old_connections()

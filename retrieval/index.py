@@ -197,6 +197,19 @@ class VectorIndex:
             out[int(pid)] = float(np.dot(vector, q))
         return out
 
+    def vectors(self, ids: list[int]) -> dict[int, NDArray[np.float32]]:
+        """The stored vector (shape ``(dim,)``) of each of ``ids`` present in the index.
+
+        Lets a new version reuse the embeddings of passages it keeps instead of re-embedding.
+        """
+        out: dict[int, NDArray[np.float32]] = {}
+        for pid in ids:
+            try:
+                out[int(pid)] = self._index.reconstruct(int(pid))
+            except RuntimeError:  # not in the index
+                continue
+        return out
+
     def manifest(self) -> IndexManifest:
         return IndexManifest(
             version=self.version,
@@ -287,3 +300,16 @@ def current_version(root: Path) -> int | None:
         return int((root / "CURRENT").read_text().strip())
     except FileNotFoundError:
         return None
+
+
+def set_current(root: Path, version: int) -> None:
+    """Make the saved ``version`` live, atomically (e.g. to roll back to an earlier one).
+
+    Every process holding a :class:`~retrieval.search.Retriever` on ``root`` serves it from
+    its next search: readers see either the old pointer or the new one, never a torn file.
+    """
+    if not (root / f"v{version}" / "manifest.json").exists():
+        raise IndexUnavailable(f"index version {version} does not exist under {root}")
+    pointer = root / f".CURRENT-{version}"
+    pointer.write_text(str(version))
+    os.replace(pointer, root / "CURRENT")

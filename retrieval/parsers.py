@@ -617,6 +617,12 @@ def parse_bytes(
         doc = parse_html(data, meta=meta, source_name=source_name, max_bytes=max_bytes)
     else:
         _check_size(data, max_bytes, name)
+        if not meta.title and format == "markdown":
+            heading = re.search(
+                r"(?m)^#[ \t]+(.+?)[ \t#]*$", data[:65536].decode("utf-8", "ignore")
+            )
+            if heading:
+                meta = replace(meta, title=heading.group(1).strip()[:500])
         if not meta.title:
             meta = replace(meta, title=_title_from_name(source_name))
         parse = parse_markdown if format == "markdown" else parse_text

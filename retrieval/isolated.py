@@ -1,0 +1,182 @@
+"""Parsing untrusted files in a child process with time and memory limits.
+
+A malicious or broken upload (a PDF decompression bomb, a pathological HTML file) must fail its
+own ingestion, not the worker that runs it. :func:`parse_isolated` runs the parsers of
+:mod:`retrieval.parsers` in ``python -m retrieval.isolated``, capped in address space
+(``RLIMIT_AS``) and in wall-clock time, and streams the documents back one JSON line at a time,
+so a collection of tens of thousands of records never sits in memory twice.
+
+Protocol (child to parent, one JSON object per line): ``{"format": name}`` once, then
+``{"doc": {...}}`` per document and ``{"error": message}`` per bad record; a fatal problem is an
+``{"error": ..., "fatal": true}`` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import DocumentError
+from retrieval.types import Document, DocumentMeta, Section
+
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_MEMORY_MB = 1536
+_SNIFF_BYTES = 8192
+
+
+def document_to_json(doc: Document) -> dict[str, Any]:
+    return {
+        "meta": asdict(doc.meta),
+        "sections": [[list(s.path), s.text] for s in doc.sections],
+        "source_name": doc.source_name,
+    }
+
+
+def document_from_json(data: dict[str, Any]) -> Document:
+    return Document(
+        meta=DocumentMeta(**data["meta"]),
+        sections=[Section(path=tuple(path), text=text) for path, text in data["sections"]],
+        source_name=data.get("source_name", ""),
+    )
+
+
+def parse_isolated(
+    path: Path,
+    *,
+    source_name: str,
+    format: str = "auto",
+    meta: DocumentMeta | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    on_format: Any = None,
+) -> Iterator[Document | DocumentError]:
+    """Yield the documents of ``path`` (and a :class:`DocumentError` per bad record).
+
+    Raises :class:`DocumentError` when the whole file cannot be parsed: unsupported content, a
+    parser error, more than ``timeout_s`` seconds or more than ``memory_mb`` MB. ``source_name``
+    (the uploader's file name) is only shown in messages and used to tell Markdown from text;
+    it is never opened. ``on_format`` is called with the detected format.
+    """
+    request = {
+        "path": str(path),
+        "source_name": source_name,
+        "format": format,
+        "meta": asdict(meta) if meta is not None else None,
+        "memory_mb": memory_mb,
+        "cpu_s": int(timeout_s) + 5,
+    }
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retrieval.isolated", json.dumps(request)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        env=env,
+    )
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.daemon = True
+    timer.start()
+    fatal: str | None = None
+    try:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            message = json.loads(raw)
+            if "doc" in message:
+                yield document_from_json(message["doc"])
+            elif message.get("fatal"):
+                fatal = str(message["error"])
+            elif "error" in message:
+                yield DocumentError(str(message["error"]))
+            elif "format" in message and on_format is not None:
+                on_format(message["format"])
+        process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stderr = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    if timed_out.is_set():
+        raise DocumentError(f"{source_name}: parsing took longer than {timeout_s:g} s; stopped")
+    if fatal is not None:
+        raise DocumentError(fatal)
+    if process.returncode != 0:
+        if "MemoryError" in stderr or process.returncode in (-9, 137):
+            raise DocumentError(
+                f"{source_name}: parsing needed more than {memory_mb} MB of memory; stopped"
+            )
+        raise DocumentError(f"{source_name}: the parser failed (exit status {process.returncode})")
+
+
+def _emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+
+
+def _child(request: dict[str, Any]) -> int:
+    """The child's side: limit itself, parse, stream documents as JSON lines."""
+    import resource
+
+    memory = int(request["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (int(request["cpu_s"]), int(request["cpu_s"])))
+
+    from retrieval.parsers import iter_meditron_jsonl, parse_bytes, sniff_format
+
+    path = Path(request["path"])
+    name = request["source_name"] or "document"
+    meta = DocumentMeta(**request["meta"]) if request.get("meta") else None
+    try:
+        fmt = request["format"]
+        if fmt == "auto":
+            with open(path, "rb") as handle:
+                fmt = sniff_format(handle.read(_SNIFF_BYTES), source_name=name)
+        _emit({"format": fmt})
+        if fmt == "meditron-jsonl":
+            # Streamed line by line: a 37K-record file never has to fit in memory.
+            found = False
+            with open(path, "rb") as handle:
+                for item in iter_meditron_jsonl(iter(handle), source_name=name):
+                    found = True
+                    if isinstance(item, DocumentError):
+                        _emit({"error": str(item)})
+                    else:
+                        _emit({"doc": document_to_json(item)})
+            if not found:
+                raise DocumentError(f"{name}: no records")
+            return 0
+        result = parse_bytes(path.read_bytes(), format=fmt, meta=meta, source_name=name)
+        for error in result.errors:
+            _emit({"error": str(error)})
+        for doc in result.documents:
+            _emit({"doc": document_to_json(doc)})
+        return 0
+    except DocumentError as exc:
+        _emit({"error": str(exc), "fatal": True})
+        return 1
+    except MemoryError:
+        sys.stderr.write("MemoryError\n")
+        return 1
+    except Exception as exc:  # a parser bug: report it as this file's failure
+        _emit({"error": f"{name}: could not be parsed ({type(exc).__name__})", "fatal": True})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child(json.loads(sys.argv[1])))
