@@ -252,3 +252,47 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint at seq {self.seq}"
+
+
+FEEDBACK_COMMENT_MAX_CHARS = 1000
+
+
+class FeedbackCategory(models.TextChoices):
+    """What was wrong with an unhelpful answer."""
+
+    OUTDATED = "outdated", "Outdated guidance"
+    UNSUPPORTED = "unsupported", "Not supported by the sources"
+    UNSAFE = "unsafe", "Unsafe"
+    WRONG_CITATION = "wrong_citation", "Wrong citation"
+    OTHER = "other", "Other"
+
+
+class Feedback(models.Model):
+    """A clinician's verdict on one of their answers; one per user and answer, updated in place
+    (every submission is in the audit log). Unhelpful ones wait in the guideline admins' queue
+    until ``reviewed_at`` is set; changing the feedback puts it back in the queue."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.PROTECT, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    helpful = models.BooleanField()
+    category = models.CharField(max_length=20, choices=FeedbackCategory.choices, blank=True)
+    comment = models.TextField(max_length=FEEDBACK_COMMENT_MAX_CHARS, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="feedback_reviewed",
+    )
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["answer", "user"], name="feedback_one_per_user_answer")
+        ]
+
+    def __str__(self) -> str:
+        return f"feedback {self.pk} on answer {self.answer_id}"

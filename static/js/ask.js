@@ -10,6 +10,8 @@
 
   let socket = null, current = null, lastSeq = 0, lastEventAt = 0, startedAt = 0;
   let retryDelay = 500, watchdog = null;
+  let shown = null;          // the answer on display (for feedback)
+  const FINAL = ["complete", "refused", "failed", "cancelled"];
 
   function setStatus(text) { statusEl.textContent = text; }
   function busy(on) { askButton.disabled = on; cancelButton.hidden = !on; }
@@ -49,6 +51,7 @@
   function resetAnswer(q) {
     answerEl.hidden = false; answerText.textContent = ""; answerText.classList.add("streaming");
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
+    $("feedback").hidden = true; shown = null;
     $("answer-question").textContent = q ? "Q: " + q : "";
     lastSeq = 0;
   }
@@ -72,7 +75,7 @@
         answerText.textContent = a.text;
         lastSeq = a.chunks_sent || 0;
       }
-      if (["complete", "refused", "failed", "cancelled"].includes(a.status)) { render(a); }
+      if (FINAL.includes(a.status)) { render(a); }
       else { setStatus("Writing the answer…"); }
     } else if (msg.type === "error") {
       if (!msg.answer_id || msg.answer_id === current) {
@@ -137,8 +140,72 @@
       ["Asked", a.basis.asked_at], ["Finished", a.basis.finished_at || "—"]];
     for (const [k, v] of rows) { const dt = document.createElement("dt"), dd = document.createElement("dd"); dt.textContent = k; dd.textContent = String(v); basis.append(dt, dd); }
     $("basis").hidden = false;
+    renderFeedback(a);
     addHistory(a);
   }
+
+  // ------------------------------------------------------------------ feedback on the answer
+  const feedbackForm = $("feedback-form"), feedbackStatus = $("feedback-status");
+  const feedbackYes = $("feedback-yes"), feedbackNo = $("feedback-no");
+
+  function feedbackState(fb, note) {
+    feedbackYes.setAttribute("aria-pressed", String(!!fb && fb.helpful));
+    feedbackNo.setAttribute("aria-pressed", String(!!fb && !fb.helpful));
+    feedbackStatus.className = ""; feedbackStatus.textContent = note || "";
+  }
+
+  function renderFeedback(a) {
+    shown = a;
+    const fb = a.feedback;
+    $("feedback").hidden = !FINAL.includes(a.status);
+    feedbackForm.hidden = !(fb && !fb.helpful);
+    $("feedback-category").value = fb && !fb.helpful ? fb.category : "";
+    $("feedback-comment").value = fb ? fb.comment : "";
+    $("feedback-submit").textContent = fb && !fb.helpful ? "Update feedback" : "Send feedback";
+    feedbackState(fb, fb ? "Thanks — recorded" : "");
+  }
+
+  async function sendFeedback(body) {
+    if (!shown) { return; }
+    const answer = shown, token = feedbackForm.querySelector("[name=csrfmiddlewaretoken]").value;
+    feedbackYes.disabled = feedbackNo.disabled = $("feedback-submit").disabled = true;
+    feedbackStatus.className = ""; feedbackStatus.textContent = "Sending…";
+    try {
+      const r = await fetch(`/api/answers/${answer.id}/feedback/`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+        body: JSON.stringify(body),
+      });
+      const data = await r.json().catch(() => ({}));
+      if (r.redirected) { throw new Error("your session has ended; sign in again."); }
+      if (!r.ok || !data.feedback) { throw new Error(data.error || `the server answered ${r.status}.`); }
+      answer.feedback = data.feedback;
+      if (shown === answer) {
+        feedbackState(data.feedback, data.message);
+        feedbackForm.hidden = data.feedback.helpful;
+        $("feedback-submit").textContent = data.feedback.helpful ? "Send feedback" : "Update feedback";
+      }
+    } catch (err) {
+      feedbackStatus.className = "error-text";
+      feedbackStatus.textContent = "Feedback not recorded: " + err.message;
+    } finally {
+      feedbackYes.disabled = feedbackNo.disabled = $("feedback-submit").disabled = false;
+    }
+  }
+
+  feedbackYes.addEventListener("click", () => {
+    feedbackForm.hidden = true;
+    sendFeedback({ helpful: true, category: "", comment: "" });
+  });
+  feedbackNo.addEventListener("click", () => {
+    feedbackForm.hidden = false;
+    feedbackStatus.className = ""; feedbackStatus.textContent = "";
+    $("feedback-category").focus();
+  });
+  feedbackForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sendFeedback({ helpful: false, category: $("feedback-category").value, comment: $("feedback-comment").value });
+  });
 
   // Sentences the server's checks could not tie to their sources, each with the reason.
   function renderChecks(a) {
@@ -166,15 +233,60 @@
     panel.hidden = false; panel.focus();
   }
 
+  function historyEntry(id, questionText, status) {
+    const li = document.createElement("li"), b = document.createElement("button"), s = document.createElement("span");
+    b.type = "button"; b.className = "link history-item"; b.dataset.answerId = id;
+    b.textContent = questionText.length > 90 ? questionText.slice(0, 89) + "…" : questionText;
+    s.className = "badge status-" + status; s.textContent = status;
+    li.append(b, " ", s);
+    return li;
+  }
+
   function addHistory(a) {
     const list = $("history");
-    if (list.querySelector(`[data-answer-id="${a.id}"]`)) { return; }
+    const existing = list.querySelector(`[data-answer-id="${a.id}"]`);
+    if (existing) {
+      const badge = existing.parentElement.querySelector(".badge");
+      if (badge) { badge.className = "badge status-" + a.status; badge.textContent = a.status; }
+      return;
+    }
     const empty = $("history-empty"); if (empty) { empty.remove(); }
-    const li = document.createElement("li"), b = document.createElement("button"), s = document.createElement("span");
-    b.type = "button"; b.className = "link history-item"; b.dataset.answerId = a.id;
-    b.textContent = a.question.length > 90 ? a.question.slice(0, 89) + "…" : a.question;
-    s.className = "badge status-" + a.status; s.textContent = a.status;
-    li.append(b, " ", s); list.prepend(li);
+    list.prepend(historyEntry(a.id, a.question, a.status));
+  }
+
+  // ---------------------------------------------------------------------- history search
+  // Without this script the search form reloads the page with ?q=; with it, the list is
+  // replaced in place (the answer on display and the websocket stay).
+  const historyQuery = $("history-q");
+  let searchTimer = null, searchSerial = 0;
+
+  async function searchHistory() {
+    const q = historyQuery.value.trim(), serial = ++searchSerial;
+    let data;
+    try {
+      const r = await fetch(`/api/history/?q=${encodeURIComponent(q)}`, { credentials: "same-origin" });
+      if (!r.ok) { throw new Error(`HTTP ${r.status}`); }
+      data = await r.json();
+    } catch (err) { $("history-summary").textContent = "Search failed; try again."; return; }
+    if (serial !== searchSerial) { return; }   // a newer search has started
+    const list = $("history"), summary = $("history-summary");
+    list.textContent = "";
+    for (const item of data.results) { list.append(historyEntry(item.answer_id, item.question, item.status)); }
+    if (!data.results.length) {
+      const li = document.createElement("li"); li.id = "history-empty"; li.className = "muted";
+      li.textContent = q ? "Nothing matches." : "No questions yet."; list.append(li);
+    }
+    summary.textContent = q ? `${data.results.length} match${data.results.length === 1 ? "" : "es"} for “${q}”` : "";
+    const url = new URL(location.href);
+    if (q) { url.searchParams.set("q", q); } else { url.searchParams.delete("q"); }
+    history.replaceState(null, "", url);
+  }
+
+  $("history-search").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(searchTimer); searchHistory(); });
+  historyQuery.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(searchHistory, 300); });
+  const clearLink = $("history-clear");
+  if (clearLink) {
+    clearLink.addEventListener("click", (e) => { e.preventDefault(); historyQuery.value = ""; searchHistory(); });
   }
 
   async function fetchAnswer(id) {
@@ -194,23 +306,61 @@
       if (idle < WATCHDOG_MS) { return; }
       try {
         const a = await fetchAnswer(current);
-        if (["complete", "refused", "failed", "cancelled"].includes(a.status)) { render(a); }
+        if (FINAL.includes(a.status)) { render(a); }
         else { setStatus("Still waiting for the model…"); lastEventAt = Date.now(); }
       } catch (err) { setStatus("Cannot reach the server; retrying…"); }
     }, 5000);
   }
 
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const q = question.value.trim();
-    if (!q) { setStatus("Please type a question."); return; }
+  // -------------------------------------------------- patient identifiers, before sending
+  const identifierWarning = $("identifier-warning");
+  const detector = window.clinicIdentifiers;
+
+  function showIdentifierWarning(found) {
+    const list = $("identifier-list"); list.textContent = "";
+    for (const f of found) {
+      const li = document.createElement("li"), mark = document.createElement("mark");
+      mark.textContent = f.text;
+      li.append(mark, ` — ${detector.labels[f.kind] || f.kind}`);
+      list.append(li);
+    }
+    identifierWarning.hidden = false;
+    setStatus("");
+    $("identifier-remove").focus();
+  }
+
+  function hideIdentifierWarning() { identifierWarning.hidden = true; }
+
+  function sendQuestion(q) {
     if (!send({ action: "ask", question: q })) {
       showMessage("Not connected to the server, so the question was not sent. Please try again in a moment.", "error");
       return;
     }
     resetAnswer(q); startedAt = Date.now(); lastEventAt = Date.now();
     busy(true); armWatchdog(); setStatus("Sending…");
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = question.value.trim();
+    if (!q) { setStatus("Please type a question."); return; }
+    const found = detector ? detector.find(q) : [];
+    if (found.length) { showIdentifierWarning(found); return; }
+    hideIdentifierWarning();
+    sendQuestion(q);
   });
+  $("identifier-remove").addEventListener("click", () => {
+    question.value = detector.redact(question.value);
+    hideIdentifierWarning();
+    setStatus("Replaced with placeholders: check the question, then press Ask.");
+    question.focus();
+  });
+  $("identifier-send").addEventListener("click", () => {
+    hideIdentifierWarning();
+    const q = question.value.trim();
+    if (q) { sendQuestion(q); }
+  });
+  question.addEventListener("input", hideIdentifierWarning);
   cancelButton.addEventListener("click", () => { if (current) { send({ action: "cancel", answer_id: current }); setStatus("Cancelling…"); } });
   $("evidence-close").addEventListener("click", () => { $("evidence").hidden = true; });
   $("history").addEventListener("click", async (e) => {
