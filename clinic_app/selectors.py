@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
-from django.db.models import Max, Q, QuerySet, TextField
+from django.db.models import Count, Max, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from clinic_app.models import Answer, AuditEvent, Guideline, Passage, Question, Role
+from clinic_app.models import (
+    Answer,
+    AuditEvent,
+    Citation,
+    Feedback,
+    Guideline,
+    IndexVersion,
+    IngestJob,
+    IngestStatus,
+    Passage,
+    Question,
+    Role,
+)
+
+HISTORY_QUERY_MAX_CHARS = 200
+HISTORY_QUERY_MAX_WORDS = 8
 
 
 def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:
@@ -22,9 +38,20 @@ def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:
     return bool(user.groups.filter(name=role.value).exists())  # type: ignore[attr-defined]
 
 
-def question_list_for_user(*, user: User, limit: int = 50) -> QuerySet[Question]:
-    """The user's own questions, newest first, with their answers."""
-    return Question.objects.filter(user=user).select_related("answer")[:limit]
+def question_list_for_user(*, user: User, query: str = "", limit: int = 50) -> QuerySet[Question]:
+    """The user's own questions, newest first, with their answers.
+
+    ``query`` narrows them to those whose question, answer text or refusal/error message
+    contains every word of it (case-insensitive).
+    """
+    questions = Question.objects.filter(user=user)
+    for word in query.split()[:HISTORY_QUERY_MAX_WORDS]:
+        questions = questions.filter(
+            Q(text__icontains=word)
+            | Q(answer__text__icontains=word)
+            | Q(answer__message__icontains=word)
+        )
+    return questions.select_related("answer")[:limit]
 
 
 def answer_get_for_user(*, user: User, answer_id: int) -> Answer | None:
@@ -73,6 +100,9 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         "flags": answer.flags,
         "citations": citations,
         "chunks_sent": answer.chunks_sent,
+        "feedback": feedback_payload(
+            answer.feedback.filter(user_id=answer.question.user_id).first()
+        ),
         "basis": {
             "backend": answer.backend,
             "model": answer.model_name,
@@ -85,8 +115,133 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
     }
 
 
-def guideline_list() -> QuerySet[Guideline]:
-    return Guideline.objects.order_by("title", "key")
+# ---------------------------------------------------------------------- guideline library
+
+GUIDELINE_STATES = ("active", "inactive", "superseded")
+GUIDELINES_PER_PAGE = 50
+ORIGINAL_TYPES = {
+    "pdf": "application/pdf",
+    "html": "text/plain; charset=utf-8",  # shown as source, never rendered as this site's HTML
+    "markdown": "text/plain; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+    "meditron-jsonl": "application/octet-stream",
+}
+
+
+def guideline_page(*, query: str = "", state: str = "", page: str | int = 1) -> Page[Any]:
+    """Library listing (deleted guidelines left out), filtered by text and state."""
+    guidelines = (
+        Guideline.objects.filter(deleted_at__isnull=True)
+        .annotate(passage_count=Count("passages"))
+        .select_related("superseded_by")
+        .order_by("title", "key")
+    )
+    if query:
+        guidelines = guidelines.filter(
+            Q(title__icontains=query)
+            | Q(key__icontains=query)
+            | Q(organisation__icontains=query)
+            | Q(source_name__icontains=query)
+        )
+    if state == "active":
+        guidelines = guidelines.filter(active=True)
+    elif state == "inactive":
+        guidelines = guidelines.filter(active=False, superseded_by__isnull=True)
+    elif state == "superseded":
+        guidelines = guidelines.filter(superseded_by__isnull=False)
+    return Paginator(guidelines, GUIDELINES_PER_PAGE).get_page(page)
+
+
+def guideline_quality_view(*, guideline_id: int) -> dict[str, Any] | None:
+    """A document as extracted (text and chunks) beside what is known of its original."""
+    guideline = (
+        Guideline.objects.filter(pk=guideline_id, deleted_at__isnull=True)
+        .select_related("superseded_by")
+        .first()
+    )
+    if guideline is None:
+        return None
+    passages = list(guideline.passages.order_by("ordinal"))
+    return {
+        "guideline": guideline,
+        "passages": passages,
+        "supersedes": list(guideline.supersedes.all()),
+        "has_original": _original_path(guideline) is not None,
+        "original_inline": guideline.original_type == "pdf",
+        "original_text": _original_text(guideline),
+        "cited": Citation.objects.filter(passage__guideline=guideline, cited=True).count(),
+    }
+
+
+def _original_path(guideline: Guideline) -> Path | None:
+    from clinic_app.library import originals_dir
+
+    sha = guideline.original_sha256
+    if not sha or len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+        return None
+    path = originals_dir() / sha[:2] / sha
+    return path if path.is_file() else None
+
+
+def _original_text(guideline: Guideline, limit: int = 200_000) -> str | None:
+    """The original's text for text formats (escaped by the template), else None."""
+    if guideline.original_type not in ("html", "markdown", "text"):
+        return None
+    path = _original_path(guideline)
+    if path is None:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read(limit).decode("utf-8", "replace")
+
+
+def guideline_original(*, guideline_id: int) -> tuple[Path, str, str] | None:
+    """``(path, content type, download name)`` of a guideline's uploaded original."""
+    guideline = Guideline.objects.filter(pk=guideline_id).first()
+    if guideline is None:
+        return None
+    path = _original_path(guideline)
+    if path is None:
+        return None
+    content_type = ORIGINAL_TYPES.get(guideline.original_type, "application/octet-stream")
+    extension = {"pdf": ".pdf", "meditron-jsonl": ".jsonl"}.get(guideline.original_type, ".txt")
+    return path, content_type, f"guideline-{guideline.pk}-original{extension}"
+
+
+def ingest_job_list(*, limit: int = 10) -> QuerySet[IngestJob]:
+    return IngestJob.objects.select_related("created_by")[:limit]
+
+
+def ingest_job_get(*, job_id: int) -> IngestJob | None:
+    return IngestJob.objects.select_related("created_by").filter(pk=job_id).first()
+
+
+def ingest_job_status(job: IngestJob) -> dict[str, Any]:
+    """What the progress bar shows; polled by the job page, so a reload loses nothing."""
+    percent = 100 if job.status == IngestStatus.COMPLETE else 0
+    if job.status == IngestStatus.RUNNING and job.total:
+        share = job.done / job.total
+        # Parsing and storing fill the first 70%, indexing the rest.
+        percent = int(70 + 29 * share) if job.phase == "indexing" else int(69 * share)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "phase": job.phase,
+        "percent": percent,
+        "done": job.done,
+        "total": job.total,
+        "added": job.added,
+        "duplicates": job.duplicates,
+        "failed": job.failed,
+        "message": job.message,
+        "index_version": job.index_version,
+        "files": [{"name": f["name"], "size": f["size"]} for f in job.files],
+        "items": job.items,
+        "final": job.status in (IngestStatus.COMPLETE, IngestStatus.FAILED),
+    }
+
+
+def index_version_list(*, limit: int = 10) -> QuerySet[IndexVersion]:
+    return IndexVersion.objects.order_by("-version")[:limit]
 
 
 # ------------------------------------------------------------------------------- audit log
@@ -239,3 +394,48 @@ def audit_answer_view(event: AuditEvent) -> dict[str, Any] | None:
     payload["basis"]["prompt_sha256"] = answer.prompt_sha256
     payload["asked_by"] = answer.question.user.get_username()
     return payload
+
+
+# -------------------------------------------------------------------------- feedback, history
+
+
+def feedback_payload(feedback: Feedback | None) -> dict[str, Any] | None:
+    """The clinician's recorded feedback on an answer, as the page shows it."""
+    if feedback is None:
+        return None
+    return {
+        "id": feedback.pk,
+        "helpful": feedback.helpful,
+        "category": feedback.category,
+        "comment": feedback.comment,
+        "updated_at": feedback.updated_at.isoformat(),
+    }
+
+
+def history_payload(questions: QuerySet[Question]) -> list[dict[str, Any]]:
+    """History entries for the page's search: enough to list and reopen each answer."""
+    return [
+        {
+            "answer_id": q.answer.pk,
+            "question": q.text,
+            "status": q.answer.status,
+            "asked_at": q.created_at.isoformat(),
+        }
+        for q in questions
+    ]
+
+
+def feedback_queue_page(
+    *, include_reviewed: bool, page: str | int | None, per_page: int = 25
+) -> Page[Any]:
+    """Unhelpful feedback for guideline admins, most recently changed first, with each
+    answer's question and sources; reviewed items only with ``include_reviewed``."""
+    feedback = (
+        Feedback.objects.filter(helpful=False)
+        .select_related("answer__question", "reviewed_by")
+        .prefetch_related("answer__citations__passage__guideline")
+        .order_by("-updated_at", "-id")
+    )
+    if not include_reviewed:
+        feedback = feedback.filter(reviewed_at__isnull=True)
+    return Paginator(feedback, per_page).get_page(page)

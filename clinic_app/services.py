@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,12 +19,21 @@ from django.utils import timezone
 
 from clinic_app import runtime
 from clinic_app.audit import audit_record
+from clinic_app.identifiers import identifier_kinds
+
+# The guideline library's operations live in library.py; these are re-exported for callers.
+from clinic_app.library import (  # noqa: F401
+    IngestReport,
+    guidelines_ingest,
+    index_publish,
+)
 from clinic_app.models import (
+    FEEDBACK_COMMENT_MAX_CHARS,
     Answer,
     AnswerStatus,
     Citation,
-    Guideline,
-    IndexVersion,
+    Feedback,
+    FeedbackCategory,
     Passage,
     Question,
 )
@@ -35,9 +45,6 @@ from inference.errors import BackendError, Cancelled
 from inference.prompts import PromptTooLong, SourcePassage, build_prompt
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
-from retrieval.chunking import chunk_sections, embedding_text
-from retrieval.index import VectorIndex
-from retrieval.types import Document
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +62,16 @@ class QuestionRejected(ValueError):
 # --------------------------------------------------------------------------------- questions
 
 
-def question_ask(*, user: User, text: str, source_ip: str = "") -> Answer:
-    """Record a clinician's question and its pending answer. Does not start generation."""
+def question_ask(
+    *, user: User, text: str, source_ip: str = "", enforce_limits: bool = True
+) -> Answer:
+    """Record a clinician's question and its pending answer. Does not start generation.
+
+    ``enforce_limits``: the per-user limits on answers in flight and questions per minute
+    (``QUESTION_MAX_CONCURRENT``, ``QUESTION_RATE_PER_MINUTE``). Server-side batch tools that
+    ask one question at a time (evaluation) may turn them off. Patient identifiers still in the
+    question (the clinician chose to send them) are recorded by kind, never by value.
+    """
     text = (text or "").strip()
     if not text:
         raise QuestionRejected("Please type a question.")
@@ -67,17 +82,63 @@ def question_ask(*, user: User, text: str, source_ip: str = "") -> Answer:
             "Please shorten it."
         )
     with transaction.atomic():
+        if enforce_limits:
+            _question_limits_check(user=user)
         question = Question.objects.create(user=user, text=text)
         answer = Answer.objects.create(question=question, disclaimer=settings.DISCLAIMER)
+        details: dict[str, Any] = {"question_id": question.pk, "chars": len(text)}
+        kinds = identifier_kinds(text)
+        if kinds:
+            details["identifiers_found"] = kinds
         audit_record(
             action="question.asked",
             actor=user,
             object_type="answer",
             object_id=answer.pk,
             source_ip=source_ip,
-            details={"question_id": question.pk, "chars": len(text)},
+            details=details,
         )
     return answer
+
+
+def _question_limits_check(*, user: User) -> None:
+    """Raise :class:`QuestionRejected` when ``user`` is at a limit. Call inside the transaction
+    that creates the question: the user's row is locked, so two asks from two tabs or two
+    server processes are counted one after the other and neither slips past the limit."""
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    now = timezone.now()
+    concurrent = settings.QUESTION_MAX_CONCURRENT
+    if concurrent:
+        # An answer in flight for longer than a task may run lost its worker: it no longer
+        # counts, so a crash cannot lock the clinician out.
+        in_flight = Answer.objects.filter(
+            question__user=user,
+            status__in=(AnswerStatus.PENDING, AnswerStatus.STREAMING),
+            question__created_at__gte=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT),
+        ).count()
+        if in_flight >= concurrent:
+            log.info("user %s: question refused, %s answers in flight", user.pk, in_flight)
+            noun = "answer" if in_flight == 1 else "answers"
+            raise QuestionRejected(
+                f"You already have {in_flight} {noun} in progress; wait for one to finish or "
+                "cancel it."
+            )
+    rate = settings.QUESTION_RATE_PER_MINUTE
+    if rate:
+        recent = list(
+            Question.objects.filter(user=user, created_at__gt=now - timedelta(seconds=60))
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+        )
+        if len(recent) >= rate:
+            # A new question is allowed once enough of these have left the 60 s window.
+            frees_at = recent[len(recent) - rate] + timedelta(seconds=60)
+            wait = max(1, math.ceil((frees_at - now).total_seconds()))
+            log.info("user %s: question refused, %s in the last minute", user.pk, len(recent))
+            raise QuestionRejected(
+                f"You can ask up to {rate} questions a minute; please wait {wait} seconds "
+                "before asking another."
+            )
 
 
 def answer_start(*, answer_id: int) -> None:
@@ -326,127 +387,120 @@ def answer_fail(*, answer_id: int, message: str, sink: AnswerSink) -> Answer | N
     )
 
 
-# -------------------------------------------------------------------------------- guidelines
+# ---------------------------------------------------------------------------------- feedback
 
 
-@dataclass
-class IngestReport:
-    """What an ingestion run did."""
-
-    documents_added: int = 0
-    documents_unchanged: int = 0
-    passages_added: int = 0
-    index_version: int | None = None
+class FeedbackRejected(ValueError):
+    """Feedback that cannot be recorded; the message says why, for the user."""
 
 
-def _document_sha256(doc: Document) -> str:
-    digest = hashlib.sha256()
-    for section in doc.sections:
-        digest.update("\x1f".join(section.path).encode())
-        digest.update(b"\x1e")
-        digest.update(section.text.encode())
-        digest.update(b"\x1d")
-    return digest.hexdigest()
+class FeedbackNotFound(LookupError):
+    """No such answer among the user's own, or no such unhelpful feedback."""
 
 
-def guidelines_ingest(*, documents: Iterable[Document], actor: str = "system") -> IngestReport:
-    """Store new or changed documents with their passages, then publish a new index.
+def feedback_submit(
+    *,
+    user: User,
+    answer_id: int,
+    helpful: bool,
+    category: str = "",
+    comment: str = "",
+    source_ip: str = "",
+) -> Feedback:
+    """Record the clinician's verdict on their own finished answer (refusals included).
 
-    A document whose content hash is unchanged is skipped. The index is published only if
-    something changed.
+    One feedback per clinician and answer: a new submission replaces the previous one, and a
+    change puts it back in the guideline admins' queue. An unhelpful verdict needs a category;
+    a helpful one takes none. The audit event carries the ids, the verdict, the category and
+    the comment's length, not the comment: it is free text that may hold patient details, and
+    the audit log can never be redacted (the feedback row can).
     """
-    report = IngestReport()
-    embedder = runtime.get_embedder()
-    for doc in documents:
-        sha = _document_sha256(doc)
-        existing = Guideline.objects.filter(key=doc.meta.key).first()
-        if existing is not None and existing.sha256 == sha:
-            report.documents_unchanged += 1
-            continue
-        chunks = chunk_sections(
-            doc.sections, count_tokens=embedder.count_tokens, max_tokens=settings.CHUNK_MAX_TOKENS
+    category = (category or "").strip()
+    comment = (comment or "").strip()
+    if category and category not in FeedbackCategory.values:
+        raise FeedbackRejected(
+            f"Unknown category {category[:40]!r}; use one of: {', '.join(FeedbackCategory.values)}."
         )
-        with transaction.atomic():
-            if existing is not None:
-                existing.key = f"{existing.key}@superseded-{existing.pk}"
-                existing.active = False
-                existing.save(update_fields=["key", "active"])
-            guideline = Guideline.objects.create(
-                key=doc.meta.key,
-                title=doc.meta.title,
-                organisation=doc.meta.organisation,
-                year=doc.meta.year,
-                doi=doc.meta.doi,
-                url=doc.meta.url,
-                sha256=sha,
-            )
-            Passage.objects.bulk_create(
-                Passage(
-                    guideline=guideline,
-                    ordinal=c.ordinal,
-                    section=" > ".join(c.section_path),
-                    text=c.text,
-                )
-                for c in chunks
-            )
-            audit_record(
-                action="guideline.ingested",
-                actor=actor,
-                object_type="guideline",
-                object_id=guideline.pk,
-                details={"key": guideline.key, "sha256": sha, "passages": len(chunks)},
-            )
-        report.documents_added += 1
-        report.passages_added += len(chunks)
-    if report.documents_added or not IndexVersion.objects.filter(live=True).exists():
-        report.index_version = index_publish(actor=actor)
-    return report
-
-
-def index_publish(*, actor: str = "system", batch: int = 256) -> int:
-    """Embed every active passage into a new index version and make it live.
-
-    The version holds the vectors and BM25 over the same passage texts, written together;
-    exact search, or HNSW once the library is large (``kind="auto"``).
-    """
-    embedder = runtime.get_embedder()
-    index = VectorIndex(embedder.dim, embedder=embedder.model_name, kind=settings.INDEX_KIND)
-    queryset = (
-        Passage.objects.filter(guideline__active=True).select_related("guideline").order_by("pk")
-    )
-    rows: list[Passage] = []
-    for passage in queryset.iterator(chunk_size=batch):
-        rows.append(passage)
-        if len(rows) == batch:
-            _index_add(index, rows)
-            rows = []
-    _index_add(index, rows)
+    if helpful and category:
+        raise FeedbackRejected(
+            "A category says what was wrong; leave it empty for a helpful answer."
+        )
+    if not helpful and not category:
+        raise FeedbackRejected("Choose what was wrong with the answer (a category).")
+    if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
+        raise FeedbackRejected(
+            f"Comments are limited to {FEEDBACK_COMMENT_MAX_CHARS} characters; this one has "
+            f"{len(comment)}."
+        )
     with transaction.atomic():
-        last = IndexVersion.objects.select_for_update().order_by("-version").first()
-        version = (last.version if last else 0) + 1
-        index.save(settings.INDEX_DIR, version=version)
-        IndexVersion.objects.filter(live=True).update(live=False)
-        IndexVersion.objects.create(
-            version=version, embedder=embedder.model_name, passage_count=len(index), live=True
+        answer = (
+            Answer.objects.select_for_update().filter(pk=answer_id, question__user=user).first()
         )
+        if answer is not None:
+            if not answer.is_final:
+                raise FeedbackRejected("Feedback can be given once the answer has finished.")
+            feedback = Feedback.objects.filter(answer=answer, user=user).first()
+            updated = feedback is not None
+            if feedback is None:
+                feedback = Feedback(answer=answer, user=user)
+            if (feedback.helpful, feedback.category, feedback.comment) != (
+                helpful,
+                category,
+                comment,
+            ):
+                feedback.reviewed_at = None
+                feedback.reviewed_by = None
+            feedback.helpful, feedback.category, feedback.comment = helpful, category, comment
+            feedback.save()
+            audit_record(
+                action="feedback.submitted",
+                actor=user,
+                object_type="answer",
+                object_id=answer.pk,
+                source_ip=source_ip,
+                details={
+                    "answer_id": answer.pk,
+                    "feedback_id": feedback.pk,
+                    "helpful": helpful,
+                    "category": category,
+                    "comment_chars": len(comment),
+                    "updated": updated,
+                },
+            )
+            return feedback
+    # Attempts on answers that are not the user's are recorded too (as answer views are).
+    audit_record(
+        action="feedback.submitted",
+        actor=user,
+        object_type="answer",
+        object_id=answer_id,
+        outcome="failure",
+        source_ip=source_ip,
+        details={"reason": "not found among the user's answers"},
+    )
+    raise FeedbackNotFound("Answer not found.")
+
+
+def feedback_review(*, user: User, feedback_id: int, source_ip: str = "") -> bool:
+    """Mark unhelpful feedback reviewed by a guideline admin; ``False`` if it already was."""
+    with transaction.atomic():
+        feedback = (
+            Feedback.objects.select_for_update().filter(pk=feedback_id, helpful=False).first()
+        )
+        if feedback is None:
+            raise FeedbackNotFound("No such feedback in the review queue.")
+        if feedback.reviewed_at is not None:
+            return False
+        feedback.reviewed_at = timezone.now()
+        feedback.reviewed_by = user
+        # updated_at stays: it says when the clinician last changed the feedback.
+        feedback.save(update_fields=["reviewed_at", "reviewed_by"])
         audit_record(
-            action="index.published",
-            actor=actor,
-            object_type="index",
-            object_id=version,
-            details={"passages": len(index), "embedder": embedder.model_name},
+            action="feedback.reviewed",
+            actor=user,
+            object_type="feedback",
+            object_id=feedback.pk,
+            source_ip=source_ip,
+            details={"answer_id": feedback.answer_id, "category": feedback.category},
         )
-    return version
-
-
-def _index_add(index: VectorIndex, rows: list[Passage]) -> None:
-    """Embed ``rows`` and add them with their texts, so BM25 covers the same passages."""
-    if not rows:
-        return
-    texts = [
-        embedding_text(
-            p.guideline.title, tuple(p.section.split(" > ")) if p.section else (), p.text
-        )
-        for p in rows
-    ]
-    index.add([p.pk for p in rows], runtime.get_embedder().encode(texts), texts=texts)
+    return True

@@ -159,6 +159,10 @@ VLLM_TOTAL_TIMEOUT = env_float("VLLM_TOTAL_TIMEOUT", 300.0)
 SUPPORT_CHECK = env_choice("SUPPORT_CHECK", "lexical", ("lexical", "combined", "off"))
 ANSWER_MAX_TOKENS = env_int("ANSWER_MAX_TOKENS", 320, minimum=16)
 QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
+# Per clinician: answers pending or streaming at once, and questions per rolling minute (counted
+# in the database, so the limit holds across server processes). 0: no limit.
+QUESTION_MAX_CONCURRENT = env_int("QUESTION_MAX_CONCURRENT", 2, minimum=0)
+QUESTION_RATE_PER_MINUTE = env_int("QUESTION_RATE_PER_MINUTE", 10, minimum=0)
 STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 75, minimum=1)
 
 DISCLAIMER = env_str(
@@ -178,6 +182,14 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+
+# --- Guideline uploads: checked before the body is read (ASGI) and again while it is stored.
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 512_000_000, minimum=1024)
+UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 50, minimum=1)
+# Each uploaded file is parsed in a child process with these limits (a PDF bomb fails its job).
+PARSE_TIMEOUT_S = env_int("PARSE_TIMEOUT_S", 300, minimum=5)
+PARSE_MEMORY_MB = env_int("PARSE_MEMORY_MB", 1536, minimum=256)
+FILE_UPLOAD_TEMP_DIR = None  # large uploads stream to temporary files, never into memory
 
 # --- Audit trail: signed checkpoints of the hash chain's head, exported outside the database.
 # The key signs checkpoints (HMAC-SHA256); unset, one is derived from SECRET_KEY. Keep it, and

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from clinic_app import views
+from clinic_app import guideline_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,7 +16,36 @@ urlpatterns = [
     path("ask/", views.ask, name="ask"),
     path("api/answers/<int:answer_id>/", views.answer_detail, name="answer-detail"),
     path("api/passages/<int:passage_id>/", views.passage_detail, name="passage-detail"),
-    path("guidelines/", views.guidelines, name="guidelines"),
+    path("api/answers/<int:answer_id>/feedback/", views.answer_feedback, name="answer-feedback"),
+    path("api/history/", views.history_search, name="history-search"),
+    path("guidelines/feedback/", views.feedback_queue, name="feedback-queue"),
+    path(
+        "guidelines/feedback/<int:feedback_id>/review/",
+        views.feedback_mark_reviewed,
+        name="feedback-review",
+    ),
+    path("guidelines/", guideline_views.guidelines, name="guidelines"),
+    path("guidelines/upload/", guideline_views.upload, name="guidelines-upload"),
+    path("guidelines/jobs/<int:job_id>/", guideline_views.ingest_job, name="ingest-job"),
+    path(
+        "guidelines/jobs/<int:job_id>/status",
+        guideline_views.ingest_job_status,
+        name="ingest-job-status",
+    ),
+    path("guidelines/index/rollback/", guideline_views.index_rollback, name="index-rollback"),
+    path(
+        "guidelines/<int:guideline_id>/", guideline_views.guideline_detail, name="guideline-detail"
+    ),
+    path(
+        "guidelines/<int:guideline_id>/original",
+        guideline_views.guideline_original,
+        name="guideline-original",
+    ),
+    path(
+        "guidelines/<int:guideline_id>/<slug:action>/",
+        guideline_views.guideline_action,
+        name="guideline-action",
+    ),
     path("audit/", views.audit, name="audit"),
     path("audit/events/<int:seq>/", views.audit_event_detail, name="audit-event"),
     path("audit/export.csv", views.audit_export_csv, name="audit-export-csv"),

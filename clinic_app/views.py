@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -17,9 +18,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic_app import audit_export, selectors
+from clinic_app import audit_export, identifiers, selectors, services
 from clinic_app.audit import audit_record, audit_verify, default_checkpoint_files
-from clinic_app.models import Passage, Role
+from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Passage, Role
 from clinic_app.permissions import role_required
 from clinic_app.selectors import AuditExport, AuditFilters
 
@@ -48,14 +49,20 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.CLINICIAN)
 def ask(request: HttpRequest) -> HttpResponse:
-    history = selectors.question_list_for_user(user=request.user)  # type: ignore[arg-type]
+    query = request.GET.get("q", "").strip()[: selectors.HISTORY_QUERY_MAX_CHARS]
+    history = selectors.question_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
     return render(
         request,
         "ask.html",
         {
             "history": history,
+            "history_query": query,
+            "history_query_max_chars": selectors.HISTORY_QUERY_MAX_CHARS,
             "disclaimer": settings.DISCLAIMER,
             "question_max_chars": settings.QUESTION_MAX_CHARS,
+            "identifier_config": identifiers.browser_config(),
+            "feedback_categories": FeedbackCategory.choices,
+            "feedback_comment_max_chars": FEEDBACK_COMMENT_MAX_CHARS,
         },
     )
 
@@ -86,11 +93,6 @@ def passage_detail(request: HttpRequest, passage_id: int) -> HttpResponse:
     if passage is None:
         raise Http404("passage not found")
     return JsonResponse(selectors.passage_payload(passage))
-
-
-@role_required(Role.GUIDELINE_ADMIN)
-def guidelines(request: HttpRequest) -> HttpResponse:
-    return render(request, "guidelines.html", {"guidelines": selectors.guideline_list()})
 
 
 # ---------------------------------------------------------------------------- audit log pages
@@ -297,3 +299,104 @@ def audit_chain_verify(request: HttpRequest) -> HttpResponse:
     )
     request.session[_VERIFY_RESULT] = {**result, "at": timezone.now().isoformat()}
     return redirect("audit")
+
+
+# ------------------------------------------------------------------- feedback, history search
+
+_TRUE_WORDS = {"true", "1", "yes", "on"}
+_FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+def _feedback_fields(request: HttpRequest) -> dict[str, Any]:
+    """The feedback fields from a JSON body or a form; ``ValueError`` says what is wrong."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError("The request body is not valid JSON.") from exc
+        if not isinstance(data, dict):
+            raise ValueError("Send a JSON object with helpful, category and comment.")
+    else:
+        data = request.POST.dict()
+    helpful = data.get("helpful")
+    if isinstance(helpful, str) and helpful.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        helpful = helpful.strip().lower() in _TRUE_WORDS
+    if not isinstance(helpful, bool):
+        raise ValueError("Say whether the answer was helpful: helpful must be true or false.")
+    category, comment = data.get("category") or "", data.get("comment") or ""
+    if not isinstance(category, str) or not isinstance(comment, str):
+        raise ValueError("category and comment must be text.")
+    return {"helpful": helpful, "category": category, "comment": comment}
+
+
+@role_required(Role.CLINICIAN)
+@require_POST
+def answer_feedback(request: HttpRequest, answer_id: int) -> HttpResponse:
+    """Record the clinician's feedback on one of their answers (JSON body or form; CSRF)."""
+    try:
+        fields = _feedback_fields(request)
+        feedback = services.feedback_submit(
+            user=request.user,  # type: ignore[arg-type]
+            answer_id=answer_id,
+            source_ip=_source_ip(request),
+            **fields,
+        )
+    except ValueError as exc:  # FeedbackRejected too
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.FeedbackNotFound as exc:
+        return JsonResponse({"error": str(exc)}, status=404)
+    return JsonResponse(
+        {"message": "Thanks — recorded", "feedback": selectors.feedback_payload(feedback)}
+    )
+
+
+@role_required(Role.CLINICIAN)
+@require_GET
+def history_search(request: HttpRequest) -> HttpResponse:
+    """The clinician's own questions and answers matching ``q`` (all of them when empty)."""
+    query = request.GET.get("q", "").strip()[: selectors.HISTORY_QUERY_MAX_CHARS]
+    questions = selectors.question_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
+    return JsonResponse({"query": query, "results": selectors.history_payload(questions)})
+
+
+@role_required(Role.GUIDELINE_ADMIN)
+@require_GET
+def feedback_queue(request: HttpRequest) -> HttpResponse:
+    """Unhelpful feedback awaiting review, newest first; viewing it is audited (it shows
+    clinicians' questions)."""
+    include_reviewed = request.GET.get("reviewed") == "1"
+    page = selectors.feedback_queue_page(
+        include_reviewed=include_reviewed, page=request.GET.get("page")
+    )
+    audit_record(
+        action="feedback.queue_viewed",
+        actor=request.user,
+        source_ip=_source_ip(request),
+        details={
+            "page": page.number,
+            "items": len(page),
+            "include_reviewed": include_reviewed,
+            "feedback_ids": [f.pk for f in page],
+        },
+    )
+    return render(
+        request,
+        "feedback_queue.html",
+        {"page": page, "include_reviewed": include_reviewed},
+    )
+
+
+@role_required(Role.GUIDELINE_ADMIN)
+@require_POST
+def feedback_mark_reviewed(request: HttpRequest, feedback_id: int) -> HttpResponse:
+    """Take one item off the queue (audited), then back to the queue."""
+    try:
+        changed = services.feedback_review(
+            user=request.user,  # type: ignore[arg-type]
+            feedback_id=feedback_id,
+            source_ip=_source_ip(request),
+        )
+    except services.FeedbackNotFound as exc:
+        raise Http404(str(exc)) from exc
+    messages.success(request, "Marked reviewed." if changed else "It was already reviewed.")
+    return redirect("feedback-queue")

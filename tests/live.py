@@ -38,6 +38,8 @@ def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         PYTHONUNBUFFERED="1",
         ANSWER_MAX_TOKENS="120",
+        # Browser tests share one server and one clinician; the limits have their own tests.
+        QUESTION_RATE_PER_MINUTE="120",
     )
     env.update(overrides)
     return env

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from clinic_app import audit, services
-from clinic_app.models import Passage
+from clinic_app.models import Feedback, FeedbackCategory, IngestJob, Passage
 from clinic_app.routing import websocket_urlpatterns
 
 ANON = "anonymous"
@@ -79,7 +79,27 @@ MATRIX: dict[str, Access] = {
     "ask/": only("clinician"),
     "api/answers/<int:answer_id>/": only("clinician"),
     "api/passages/<int:passage_id>/": only("clinician"),
+    # Posted empty: the clinician is told what is missing (400).
+    "api/answers/<int:answer_id>/feedback/": only("clinician", method="POST", ok=400),
+    "api/history/": only("clinician"),
+    "guidelines/feedback/": only("guideline-admin"),
+    "guidelines/feedback/<int:feedback_id>/review/": only(
+        "guideline-admin", method="POST", ok=Redirect("/guidelines/feedback/")
+    ),
     "guidelines/": only("guideline-admin"),
+    # Posted without files: the form answers 400 with its message.
+    "guidelines/upload/": only("guideline-admin", method="POST", ok=400),
+    "guidelines/jobs/<int:job_id>/": only("guideline-admin"),
+    "guidelines/jobs/<int:job_id>/status": only("guideline-admin"),
+    "guidelines/index/rollback/": only(
+        "guideline-admin", method="POST", ok=Redirect("/guidelines/")
+    ),
+    "guidelines/<int:guideline_id>/": only("guideline-admin"),
+    # The demo guidelines came from the command line: no original file is kept (404).
+    "guidelines/<int:guideline_id>/original": only("guideline-admin", ok=404),
+    "guidelines/<int:guideline_id>/<slug:action>/": only(
+        "guideline-admin", method="POST", ok=Redirect("/guidelines/")
+    ),
     "audit/": only("auditor"),
     "audit/events/<int:seq>/": only("auditor"),
     "audit/export.csv": only("auditor"),
@@ -138,7 +158,20 @@ def example_ids(db: None) -> dict[str, int]:
     passage = Passage.objects.order_by("pk").first()
     assert passage is not None
     event = audit.audit_record(action="test.matrix", actor="tests")
-    return {"answer_id": answer.pk, "passage_id": passage.pk, "seq": event.seq}
+    feedback = Feedback.objects.create(
+        answer=answer, user=clinician, helpful=False, category=FeedbackCategory.OTHER
+    )
+    admin = User.objects.get(username="guideline-admin")
+    job = IngestJob.objects.create(created_by=admin)
+    return {
+        "answer_id": answer.pk,
+        "passage_id": passage.pk,
+        "seq": event.seq,
+        "feedback_id": feedback.pk,
+        "job_id": job.pk,
+        "guideline_id": passage.guideline_id,
+        "action": "deactivate",  # type: ignore[dict-item]
+    }
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ def stack() -> Iterator[tuple[Server, dict[str, str]]]:
     database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     redis.Redis.from_url(REDIS_BASE).flushdb()
     var_dir = Path(tempfile.mkdtemp(prefix="clinic-it-"))
-    env = app_env(var_dir, DATABASE_URL=database_url, REDIS_URL=REDIS_BASE)
+    env = app_env(
+        var_dir, DATABASE_URL=database_url, REDIS_URL=REDIS_BASE, UPLOAD_MAX_BYTES="5000000"
+    )
     seed(env)
     worker = start_worker(env, name="it-worker")
     server = start_server(env, name="it-server")
@@ -103,3 +105,67 @@ def test_refusal_travels_the_same_path(stack: tuple[Server, dict[str, str]]) -> 
         events = ask(ws, OFF_TOPIC_QUESTION)
     assert events[-1]["answer"]["status"] == "refused"
     assert answer_row(env, events[0]["answer_id"])[0] == "refused"
+
+
+def test_an_upload_is_ingested_by_the_celery_worker_with_live_progress(
+    stack: tuple[Server, dict[str, str]],
+) -> None:
+    """Upload over HTTP; the worker process ingests it; the status the page polls completes;
+    an oversized request is refused at the ASGI edge before its body is read."""
+    import re
+    import time
+
+    import httpx
+
+    server, env = stack
+    cookies = login_cookies(
+        server.base_url, "guideline-admin", os.environ.get("DEMO_PASSWORD", "test-password-123")
+    )
+    document = b"# Otter enclosure hygiene\n\nDisinfect otter pools weekly with 1% Virkon.\n"
+    with httpx.Client(base_url=server.base_url, cookies=cookies, timeout=30) as client:
+        page = client.get("/guidelines/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and token
+        response = client.post(
+            "/guidelines/upload/",
+            data={"csrfmiddlewaretoken": token.group(1), "organisation": "Zoo Board"},
+            files={"documents": ("otters.md", document, "text/markdown")},
+            headers={"Referer": f"{server.base_url}/guidelines/"},
+        )
+        assert response.status_code == 302, response.text[:2000]
+        job_url = response.headers["Location"]
+        seen_phases = set()
+        deadline = time.monotonic() + 180
+        while True:
+            status = client.get(f"{job_url}status").json()
+            seen_phases.add(status["phase"])
+            if status["final"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status["status"] == "complete", status
+        assert (status["added"], status["failed"]) == (1, 0)
+        assert status["index_version"]
+
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        row = conn.execute(
+            "SELECT organisation, source_name FROM clinic_app_guideline "
+            "WHERE title = 'Otter enclosure hygiene'"
+        ).fetchone()
+    assert row == ("Zoo Board", "otters.md")
+
+    # Daphne receives a request's whole body (spooled to a temporary file) before the app
+    # runs; the ASGI edge then refuses an oversized one before Django reads it, and nothing
+    # is staged or recorded.
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        jobs_before = conn.execute("SELECT count(*) FROM clinic_app_ingestjob").fetchone()
+    with httpx.Client(base_url=server.base_url, cookies=cookies, timeout=60) as client:
+        response = client.post(
+            "/guidelines/upload/",
+            data={"csrfmiddlewaretoken": token.group(1)},
+            files={"documents": ("huge.md", b"# Huge\n" + b"x" * 7_000_000, "text/markdown")},
+            headers={"Referer": f"{server.base_url}/guidelines/"},
+        )
+    assert response.status_code == 413
+    assert "larger than the limit" in response.text
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM clinic_app_ingestjob").fetchone() == jobs_before
