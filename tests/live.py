@@ -104,6 +104,7 @@ class Server:
     host: str
     port: int
     extra: list[Process] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def start_server(env: dict[str, str], name: str = "server", timeout: float = 60) -> Server:
@@ -120,7 +121,7 @@ def start_server(env: dict[str, str], name: str = "server", timeout: float = 60)
             raise RuntimeError(f"{name} exited early:\n{process.log()}")
         try:
             if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                return Server(process, base_url, "127.0.0.1", port)
+                return Server(process, base_url, "127.0.0.1", port, env=dict(env))
         except httpx.HTTPError:
             time.sleep(0.3)
     process.stop()

@@ -108,19 +108,22 @@
       showMessage("This answer reached the length limit and may be incomplete.", "warning");
     }
     const byNumber = new Map(a.citations.map((c) => [c.number, c]));
-    // Citation markers become buttons; everything else stays text (never innerHTML).
-    const parts = (a.text || "").split(/(\[S\d+\])/);
-    for (const part of parts) {
-      const m = part.match(/^\[S(\d+)\]$/);
-      const c = m ? byNumber.get(Number(m[1])) : null;
-      if (c) {
-        const b = document.createElement("button");
-        b.type = "button"; b.className = "cite"; b.textContent = `[S${c.number}]`;
-        b.setAttribute("aria-label", `Open source ${c.number}: ${c.passage.guideline.title}`);
-        b.addEventListener("click", () => openEvidence(c));
-        answerText.append(b);
-      } else { answerText.append(document.createTextNode(part)); }
+    const text = a.text || "";
+    const weak = a.status === "complete" ? weakRanges(text, a.flags || []) : [];
+    // Sentences the checks flagged are marked, with the reason on hover and on keyboard focus.
+    let at = 0;
+    for (const r of weak) {
+      if (r.start < at) continue;  // overlapping flags: the first one marks the text
+      appendWithCitations(answerText, text.slice(at, r.start), byNumber);
+      const mark = document.createElement("mark");
+      mark.className = "weak"; mark.tabIndex = 0;
+      mark.title = r.reason; mark.setAttribute("data-reason", r.reason);
+      appendWithCitations(mark, text.slice(r.start, r.end), byNumber);
+      mark.setAttribute("aria-label", `${mark.textContent} (${r.reason})`);
+      answerText.append(mark);
+      at = r.end;
     }
+    appendWithCitations(answerText, text.slice(at), byNumber);
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {
@@ -208,6 +211,38 @@
   });
 
   // Sentences the server's checks could not tie to their sources, each with the reason.
+  // Where in the answer each flagged sentence is: [{start, end, reason}], earliest first.
+  function weakRanges(text, flags) {
+    const reasons = { weak_support: (f) => `Weakly supported: ${f.detail}`,
+      uncited_sentence: () => "No citation: no source backs this sentence." };
+    const ranges = [];
+    for (const f of flags) {
+      const sentence = f.kind === "weak_support" ? f.sentence : f.kind === "uncited_sentence" ? f.detail : "";
+      if (!sentence || !reasons[f.kind]) continue;
+      const start = text.indexOf(sentence);
+      if (start < 0) continue;
+      ranges.push({ start, end: start + sentence.length, reason: reasons[f.kind](f) });
+    }
+    return ranges.sort((x, y) => x.start - y.start);
+  }
+
+  // Citation markers become buttons that open the evidence; everything else stays text
+  // (never innerHTML).
+  function appendWithCitations(parent, text, byNumber) {
+    for (const part of text.split(/(\[S\d+\])/)) {
+      if (!part) continue;
+      const m = part.match(/^\[S(\d+)\]$/);
+      const c = m ? byNumber.get(Number(m[1])) : null;
+      if (c) {
+        const b = document.createElement("button");
+        b.type = "button"; b.className = "cite"; b.textContent = `[S${c.number}]`;
+        b.setAttribute("aria-label", `Open source ${c.number}: ${c.passage.guideline.title}`);
+        b.addEventListener("click", () => openEvidence(c));
+        parent.append(b);
+      } else { parent.append(document.createTextNode(part)); }
+    }
+  }
+
   function renderChecks(a) {
     const box = $("checks"), list = $("check-list"); list.textContent = "";
     const weak = (a.flags || []).filter((f) => f.kind === "weak_support" || f.kind === "uncited_sentence" || f.kind === "invalid_citation");

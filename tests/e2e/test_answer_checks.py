@@ -1,0 +1,75 @@
+"""An answer's flagged sentences are marked in place, with the reason on hover and on focus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests import live
+from tests.e2e.conftest import wait_until_connected
+
+pytestmark = pytest.mark.e2e
+
+SUPPORTED = "Offer anticoagulation when the CHA2DS2-VASc score is 2 or more [S1]."
+WEAK = "Aspirin alone is an adequate alternative for most patients [S1]."
+UNCITED = "Review the decision every year."
+# A stored answer, as the worker would have persisted it after its checks.
+CREATE = """
+import json
+from django.contrib.auth.models import User
+from django.utils import timezone
+from clinic_app.models import Answer, AnswerStatus, Citation, Passage, Question
+text = {text!r}
+user = User.objects.get(username="clinician")
+question = Question.objects.create(user=user, text="Which patients with AF need anticoagulation?")
+answer = Answer.objects.create(
+    question=question, status=AnswerStatus.COMPLETE, text=text, disclaimer="Check the sources.",
+    backend="transformers", model_name="test", index_version=1, top_score=0.7,
+    finished_at=timezone.now(), started_at=timezone.now(),
+    flags=[
+        {{"kind": "weak_support", "detail": "few of its words appear in [S1]",
+          "sentence": {weak!r}}},
+        {{"kind": "uncited_sentence", "detail": {uncited!r}}},
+    ],
+)
+Citation.objects.create(answer=answer, number=1, passage=Passage.objects.order_by("pk").first(),
+                        score=0.7, cited=True)
+print(json.dumps({{"id": answer.pk}}))
+"""
+
+
+def test_flagged_sentences_are_marked_with_their_reason(
+    clinician_page: Page, e2e_server: live.Server, screenshots
+) -> None:  # type: ignore[no-untyped-def]
+    text = f"{SUPPORTED} {WEAK} {UNCITED}"
+    out = live.manage(
+        e2e_server.env,
+        "shell",
+        "-c",
+        CREATE.format(text=text, weak=WEAK, uncited=UNCITED),
+    )
+    answer_id = json.loads(out.strip().splitlines()[-1])["id"]
+    page = clinician_page
+    page.reload()
+    wait_until_connected(page)
+    page.locator(f'#history .history-item[data-answer-id="{answer_id}"]').click()
+
+    marks = page.locator("#answer-text mark.weak")
+    expect(marks).to_have_count(2)
+    expect(marks.nth(0)).to_have_text(WEAK)
+    expect(marks.nth(0).locator("button.cite")).to_have_count(1)  # the citation still opens
+    expect(marks.nth(0)).to_have_attribute(
+        "title", "Weakly supported: few of its words appear in [S1]"
+    )
+    expect(marks.nth(1)).to_have_text(UNCITED)
+    expect(marks.nth(1)).to_have_attribute(
+        "data-reason", "No citation: no source backs this sentence."
+    )
+    # The supported sentence is not marked, and the text reads exactly as stored.
+    assert page.locator("#answer-text").text_content() == text
+    # Keyboard users reach the mark and get the reason.
+    marks.nth(1).focus()
+    expect(marks.nth(1)).to_be_focused()
+    page.screenshot(path=screenshots / "weak-sentences.png", full_page=True)
