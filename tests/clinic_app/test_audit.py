@@ -291,3 +291,23 @@ def test_postgresql_tampering_behind_the_triggers_is_found_by_audit_verify(
     result = manage(pg_database, "audit_verify")
     assert result.returncode == 1
     assert "BROKEN at seq 3" in result.stderr
+
+
+def test_an_action_whose_event_cannot_be_written_does_not_happen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event is written in the action's transaction: no event, no action."""
+    from django.contrib.auth.models import User
+
+    from clinic_app import services
+    from clinic_app.models import Question
+
+    def refuse(**fields: object) -> None:
+        raise DatabaseError("disk full")
+
+    clinician = User.objects.get(username="clinician")
+    questions = Question.objects.count()
+    monkeypatch.setattr(AuditEvent.objects, "create", refuse)
+    with pytest.raises(DatabaseError):
+        services.question_ask(user=clinician, text="What is the target INR on warfarin?")
+    assert Question.objects.count() == questions
