@@ -661,18 +661,10 @@ def _store_batch(
     job = progress.job
     kind = detected[0] if detected else ""
     added = duplicates = 0
-    for doc in batch:
-        stored = guideline_store(
-            doc=doc,
-            actor=actor,
-            extras=GuidelineExtras(
-                jurisdiction=extras.jurisdiction,
-                review_date=extras.review_date,
-                source_name=extras.source_name,
-                original_sha256=extras.original_sha256,
-                original_type=kind,
-            ),
-        )
+    # One transaction per batch: a commit (and its fsync) per document dominated bulk imports.
+    with transaction.atomic():
+        stored_all = [_store_one(doc, actor, extras, kind) for doc in batch]
+    for doc, stored in zip(batch, stored_all, strict=True):
         if stored.outcome == "added":
             added += 1
         else:
@@ -689,6 +681,20 @@ def _store_batch(
         duplicates=job.duplicates + duplicates,
         total=job.total + len(batch),
         done=job.done + len(batch),
+    )
+
+
+def _store_one(doc: Document, actor: str, extras: GuidelineExtras, kind: str) -> StoreOutcome:
+    return guideline_store(
+        doc=doc,
+        actor=actor,
+        extras=GuidelineExtras(
+            jurisdiction=extras.jurisdiction,
+            review_date=extras.review_date,
+            source_name=extras.source_name,
+            original_sha256=extras.original_sha256,
+            original_type=kind,
+        ),
     )
 
 

@@ -118,7 +118,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+# Guideline ingestion jobs may run for hours (a 37K-record import embeds ~400K passages).
+INGEST_TASK_TIME_LIMIT = env_int("INGEST_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
+# Above every task's limit, so a running task is never handed to a second worker. A task whose
+# worker child dies is requeued at once (reject_on_worker_lost); this only delays redelivery
+# after a whole worker is lost.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(CELERY_TASK_TIME_LIMIT, INGEST_TASK_TIME_LIMIT) + 300
+}
 CELERY_TASK_IGNORE_RESULT = True
 
 # --- Retrieval

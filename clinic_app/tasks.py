@@ -70,7 +70,7 @@ def _run_inprocess(answer_id: int) -> None:
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+    time_limit=settings.INGEST_TASK_TIME_LIMIT,
 )
 def ingest_job(self: Task, job_id: int) -> None:
     """Ingest an upload job's files (idempotent: a redelivered job starts over safely)."""

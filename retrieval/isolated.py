@@ -3,12 +3,13 @@
 A malicious or broken upload (a PDF decompression bomb, a pathological HTML file) must fail its
 own ingestion, not the worker that runs it. :func:`parse_isolated` runs the parsers of
 :mod:`retrieval.parsers` in ``python -m retrieval.isolated``, capped in address space
-(``RLIMIT_AS``) and in wall-clock time, and streams the documents back one JSON line at a time,
-so a collection of tens of thousands of records never sits in memory twice.
+(``RLIMIT_AS``) and in wall-clock time, and hands the documents back one JSON line at a time,
+so a collection of tens of thousands of records never sits in memory at once.
 
 Protocol (child to parent, one JSON object per line): ``{"format": name}`` once, then
 ``{"doc": {...}}`` per document and ``{"error": message}`` per bad record; a fatal problem is an
-``{"error": ..., "fatal": true}`` line and exit status 1.
+``{"error": ..., "fatal": true}`` line and exit status 1. The lines go to a temporary file and
+are read back once the child has exited, so the time limit covers parsing only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -74,26 +75,29 @@ def parse_isolated(
     }
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retrieval.isolated", json.dumps(request)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(Path(__file__).resolve().parent.parent),
-        env=env,
-    )
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        process.kill()
-
-    timer = threading.Timer(timeout_s, kill)
-    timer.daemon = True
-    timer.start()
-    fatal: str | None = None
-    try:
-        assert process.stdout is not None
-        for raw in process.stdout:
+    # The child writes its output to a temporary file and the limit counts its own run only:
+    # storing the documents afterwards (minutes for a large collection) never eats into it.
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retrieval.isolated", json.dumps(request)],
+            stdout=output,
+            stderr=errors,
+            cwd=str(Path(__file__).resolve().parent.parent),
+            env=env,
+        )
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise DocumentError(
+                f"{source_name}: parsing took longer than {timeout_s:g} s; stopped"
+            ) from None
+        errors.seek(0)
+        stderr = errors.read(65536).decode("utf-8", "replace")
+        output.seek(0)
+        fatal: str | None = None
+        for raw in output:
             message = json.loads(raw)
             if "doc" in message:
                 yield document_from_json(message["doc"])
@@ -103,18 +107,6 @@ def parse_isolated(
                 yield DocumentError(str(message["error"]))
             elif "format" in message and on_format is not None:
                 on_format(message["format"])
-        process.wait()
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        stderr = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-    if timed_out.is_set():
-        raise DocumentError(f"{source_name}: parsing took longer than {timeout_s:g} s; stopped")
     if fatal is not None:
         raise DocumentError(fatal)
     if process.returncode != 0:
