@@ -110,20 +110,9 @@
     const byNumber = new Map(a.citations.map((c) => [c.number, c]));
     const text = a.text || "";
     const weak = a.status === "complete" ? weakRanges(text, a.flags || []) : [];
-    // Sentences the checks flagged are marked, with the reason on hover and on keyboard focus.
-    let at = 0;
-    for (const r of weak) {
-      if (r.start < at) continue;  // overlapping flags: the first one marks the text
-      appendWithCitations(answerText, text.slice(at, r.start), byNumber);
-      const mark = document.createElement("mark");
-      mark.className = "weak"; mark.tabIndex = 0;
-      mark.title = r.reason; mark.setAttribute("data-reason", r.reason);
-      appendWithCitations(mark, text.slice(r.start, r.end), byNumber);
-      mark.setAttribute("aria-label", `${mark.textContent} (${r.reason})`);
-      answerText.append(mark);
-      at = r.end;
-    }
-    appendWithCitations(answerText, text.slice(at), byNumber);
+    // A safe subset of Markdown, built as DOM nodes; flagged sentences are marked, with the
+    // reason on hover and on keyboard focus.
+    renderBlocks(answerText, text, byNumber, weak);
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {
@@ -224,6 +213,59 @@
       ranges.push({ start, end: start + sentence.length, reason: reasons[f.kind](f) });
     }
     return ranges.sort((x, y) => x.start - y.start);
+  }
+
+  // Final answers: paragraphs, bulleted and numbered lists and **bold**, built as DOM nodes;
+  // nothing the model wrote is ever parsed as HTML. While streaming, the text stays plain.
+  function renderBlocks(parent, text, byNumber, weak) {
+    let offset = 0, list = null, para = null;
+    for (const line of text.split("\n")) {
+      const start = offset;
+      offset += line.length + 1;
+      if (!line.trim()) { list = null; para = null; continue; }
+      const item = line.match(/^\s*([-*•]|\d{1,3}[.)])\s+/);
+      if (item) {
+        const tag = /\d/.test(item[1]) ? "OL" : "UL";
+        if (!list || list.tagName !== tag) { list = document.createElement(tag.toLowerCase()); parent.append(list); }
+        para = null;
+        const li = document.createElement("li");
+        list.append(li);
+        appendInline(li, text, start + item[0].length, start + line.length, byNumber, weak);
+      } else {
+        list = null;
+        if (!para) { para = document.createElement("p"); parent.append(para); }
+        else { para.append(document.createElement("br")); }
+        appendInline(para, text, start, start + line.length, byNumber, weak);
+      }
+    }
+  }
+
+  // text[from, to) into ``parent``, with the flagged ranges inside it wrapped in marks.
+  function appendInline(parent, text, from, to, byNumber, weak) {
+    let at = from;
+    for (const r of weak) {
+      const s = Math.max(r.start, at), e = Math.min(r.end, to);
+      if (e <= s) continue;
+      appendStyled(parent, text.slice(at, s), byNumber);
+      const mark = document.createElement("mark");
+      mark.className = "weak"; mark.tabIndex = 0;
+      mark.title = r.reason; mark.setAttribute("data-reason", r.reason);
+      appendStyled(mark, text.slice(s, e), byNumber);
+      mark.setAttribute("aria-label", `${mark.textContent} (${r.reason})`);
+      parent.append(mark);
+      at = e;
+    }
+    appendStyled(parent, text.slice(at, to), byNumber);
+  }
+
+  function appendStyled(parent, piece, byNumber) {
+    for (const part of piece.split(/(\*\*[^*\n]+\*\*)/)) {
+      if (/^\*\*[^*\n]+\*\*$/.test(part)) {
+        const strong = document.createElement("strong");
+        appendWithCitations(strong, part.slice(2, -2), byNumber);
+        parent.append(strong);
+      } else { appendWithCitations(parent, part, byNumber); }
+    }
   }
 
   // Citation markers become buttons that open the evidence; everything else stays text

@@ -40,6 +40,37 @@ print(json.dumps({{"id": answer.pk}}))
 """
 
 
+def stored_answer(server: live.Server, text: str, weak: str = "", uncited: str = "") -> int:
+    out = live.manage(
+        server.env, "shell", "-c", CREATE.format(text=text, weak=weak, uncited=uncited)
+    )
+    return int(json.loads(out.strip().splitlines()[-1])["id"])
+
+
+def test_a_complete_answer_is_shown_as_safe_markdown(
+    clinician_page: Page, e2e_server: live.Server
+) -> None:
+    text = (
+        "Anticoagulate when:\n- the score is 2 or more [S1]\n- there is **no** contraindication "
+        '<img src=x onerror="window.pwned=1">\n\n1. Review every year.\n2. Reassess bleeding.'
+    )
+    answer_id = stored_answer(e2e_server, text)
+    page = clinician_page
+    page.reload()
+    wait_until_connected(page)
+    page.locator(f'#history .history-item[data-answer-id="{answer_id}"]').click()
+    body = page.locator("#answer-text")
+    expect(body.locator("p")).to_have_text("Anticoagulate when:")
+    expect(body.locator("ul > li")).to_have_count(2)
+    expect(body.locator("ol > li")).to_have_count(2)
+    expect(body.locator("ul > li strong")).to_have_text("no")
+    expect(body.locator("ul > li button.cite")).to_have_text("[S1]")
+    # Markup the model wrote stays text: no element is created, nothing runs.
+    expect(body.locator("img")).to_have_count(0)
+    expect(body.locator("ul > li").nth(1)).to_contain_text('<img src=x onerror="window.pwned=1">')
+    assert page.evaluate("() => window.pwned") is None
+
+
 def test_flagged_sentences_are_marked_with_their_reason(
     clinician_page: Page, e2e_server: live.Server, screenshots
 ) -> None:  # type: ignore[no-untyped-def]

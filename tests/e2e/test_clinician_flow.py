@@ -47,6 +47,12 @@ def watch_stream(page: Page, on_progress: Any = None) -> list[int]:
     pytest.fail(f"the answer did not complete in {ANSWER_TIMEOUT_S}s; lengths seen: {lengths}")
 
 
+def plain(text: str) -> str:
+    """Text without Markdown list markers, bold markers and whitespace."""
+    text = re.sub(r"(?m)^\s*(?:[-*•]|\d{1,3}[.)])\s+", "", text).replace("**", "")
+    return re.sub(r"\s+", "", text)
+
+
 def latest_answer(page: Page) -> dict[str, Any]:
     """The persisted answer behind the newest history entry, from the page's own JSON API."""
     answer_id = page.locator("#history .history-item").first.get_attribute("data-answer-id")
@@ -91,7 +97,9 @@ def test_clinician_signs_in_watches_a_cited_answer_stream_and_opens_its_evidence
     assert answer["status"] == "complete", answer
     assert answer["question"] == ANSWERABLE_QUESTION
     expect(page.locator("#answer-question")).to_have_text(f"Q: {ANSWERABLE_QUESTION}")
-    assert page.locator("#answer-text").text_content() == answer["text"]
+    # Once complete the answer is shown as (safe) Markdown: the same words, without list
+    # markers and line breaks.
+    assert plain(page.locator("#answer-text").text_content() or "") == plain(answer["text"])
     expect(page.locator("#history .history-item").first).to_have_text(ANSWERABLE_QUESTION)
 
     # Sources: [S1] is the atrial fibrillation guideline.
