@@ -181,7 +181,7 @@ DISCLAIMER = env_str(
 
 # --- Auth and security
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "ask"
+LOGIN_REDIRECT_URL = "home"  # the home view sends each role to its own page
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)

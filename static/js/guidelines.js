@@ -14,8 +14,8 @@
   if (upload) {
     var input = upload.querySelector("input[type=file]");
     var warning = document.getElementById("size-warning");
-    var max = parseInt(upload.getAttribute("data-max-bytes"), 10);
     var check = function () {
+      var max = parseInt(upload.getAttribute("data-max-bytes"), 10);
       var total = 0;
       Array.prototype.forEach.call(input.files || [], function (f) { total += f.size; });
       var tooBig = max && total > max;
