@@ -12,6 +12,7 @@ from inference.backends import Backend, load_backend
 from inference.prompts import PROFILES, Profile
 from retrieval.embedder import Embedder
 from retrieval.index import set_faiss_threads
+from retrieval.rerank import CrossEncoderReranker
 from retrieval.search import Retriever
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,26 @@ def get_embedder() -> Embedder:
     )
 
 
+def build_reranker() -> CrossEncoderReranker | None:
+    """The cross-encoder named by ``RERANKER_MODEL`` (it loads on first use), or ``None``."""
+    if not settings.RERANKER_MODEL:
+        return None
+    configure_threads()
+    # Same hardware choice as the embedder: both run in the worker for every question.
+    return CrossEncoderReranker(
+        settings.RERANKER_MODEL, device=settings.EMBEDDER_DEVICE, dtype=settings.EMBEDDER_DTYPE
+    )
+
+
 @functools.cache
 def get_retriever() -> Retriever:
-    return Retriever(get_embedder(), settings.INDEX_DIR, fusion=settings.RETRIEVAL_FUSION)
+    return Retriever(
+        get_embedder(),
+        settings.INDEX_DIR,
+        fusion=settings.RETRIEVAL_FUSION,
+        reranker=build_reranker(),
+        rerank_candidates=settings.RERANKER_CANDIDATES,
+    )
 
 
 @functools.cache

@@ -140,6 +140,10 @@ RETRIEVAL_MIN_SCORE = env_float("RETRIEVAL_MIN_SCORE", 0.40)
 FAISS_THREADS = env_int("FAISS_THREADS", 1, minimum=1)
 # rrf measured best on PubMedQA (bench/retrieval.py): recall@1 0.984 vs dense 0.980, BM25 0.958.
 RETRIEVAL_FUSION = env_choice("RETRIEVAL_FUSION", "rrf", ("rrf", "score", "dense", "bm25"))
+# Cross-encoder reranking of the best RERANKER_CANDIDATES fused passages (a local path or a hub
+# id, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2); empty: off. Runs on EMBEDDER_DEVICE/DTYPE.
+RERANKER_MODEL = env_str("RERANKER_MODEL", "")
+RERANKER_CANDIDATES = env_int("RERANKER_CANDIDATES", 20, minimum=1)
 # flat = exact search; hnsw = approximate; auto = HNSW from 200K passages.
 INDEX_KIND = env_choice("INDEX_KIND", "auto", ("auto", "flat", "hnsw"))
 

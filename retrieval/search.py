@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.embedder import Embedder
+from retrieval.errors import IndexUnavailable
 from retrieval.index import VectorIndex, current_version
+from retrieval.rerank import Reranker
 from retrieval.types import Hit
 
 if TYPE_CHECKING:
@@ -33,8 +36,8 @@ class SearchResult:
     """Ranked hits for one question, the index version they came from, and the best score.
 
     ``top_score`` is the highest dense cosine similarity among the hits (0.0 when nothing was
-    found), whatever ranked them; callers compare it with a threshold calibrated on cosine to
-    decide whether there is enough evidence.
+    found), whatever ranked them (a reranker included); callers compare it with a threshold
+    calibrated on cosine to decide whether there is enough evidence.
     """
 
     hits: list[Hit]
@@ -84,6 +87,13 @@ class Retriever:
     of ``candidates`` passages each are fused by ``fusion`` (see :data:`FUSIONS`); without
     one, search is dense only. Every hit's ``score`` is its dense cosine similarity.
 
+    With a ``reranker`` (:mod:`retrieval.rerank`), the ``max(k, rerank_candidates)`` best
+    passages of that ranking are re-ordered by the reranker and the best ``k`` returned. It
+    reads the passage texts from ``passage_texts`` (passage ids to texts) when given, else from
+    the index version's BM25 part, which keeps the texts the passages were indexed with, so the
+    texts always match the hits' index version (read into memory once per loaded version).
+    Without a reranker nothing of this runs.
+
     Each search checks which version is current (one small file read) and loads a newly
     published version before answering, so every process serves a new index from its next
     question without a restart.
@@ -98,6 +108,9 @@ class Retriever:
         candidates: int = 50,
         rrf_k: int = RRF_K,
         alpha: float = SCORE_ALPHA,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
+        passage_texts: Callable[[list[int]], Mapping[int, str]] | None = None,
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
@@ -107,6 +120,9 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.alpha = alpha
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
+        self.passage_texts = passage_texts
         self._index: VectorIndex | None = None
         self._lock = threading.Lock()
 
@@ -128,15 +144,32 @@ class Retriever:
         """The ``k`` best passages for ``question``, best first."""
         index = self.index()
         query = self.embedder.encode([question])
+        n = k if self.reranker is None else max(k, self.rerank_candidates)
         if self.fusion == "dense" or index.lexical is None:
-            hits = index.search(query, k)[0]
+            hits = index.search(query, n)[0]
         else:
-            hits = self._hybrid(index, question, query, k)
+            hits = self._hybrid(index, question, query, n)
+        if self.reranker is not None:
+            texts = self._texts(index, [h.passage_id for h in hits])
+            hits = self.reranker.rerank(question, hits, texts, k)
         return SearchResult(
             hits=hits,
             index_version=index.version,
             top_score=max((h.score for h in hits), default=0.0),
         )
+
+    def _texts(self, index: VectorIndex, ids: list[int]) -> Mapping[int, str]:
+        """Texts of passages ``ids`` for the reranker (see the class docstring)."""
+        if self.passage_texts is not None:
+            return self.passage_texts(ids)
+        if index.lexical is None:
+            raise IndexUnavailable(
+                "the reranker needs passage texts: this index has none (it was built without"
+                " BM25); pass passage_texts to the Retriever"
+            )
+        # LexicalIndex keeps every text (it rebuilds BM25 from them) but has no public reader.
+        texts = index.lexical._all_texts()
+        return {pid: texts[pid] for pid in ids if pid in texts}
 
     def _hybrid(
         self, index: VectorIndex, question: str, vector: NDArray[np.float32], k: int

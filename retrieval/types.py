@@ -54,10 +54,12 @@ class Hit:
     passages ranked by hybrid search, so one calibrated threshold applies to every hit
     (BM25's own ``score`` is its BM25 value when a lexical index returns it alone).
     ``lexical`` (BM25) and ``fused`` (the fusion score that set the hit's rank) are filled in
-    by hybrid search.
+    by hybrid search; ``rerank`` (the cross-encoder score that set the hit's rank, see
+    :mod:`retrieval.rerank`) by a reranking stage.
     """
 
     passage_id: int
     score: float
     lexical: float | None = None
     fused: float | None = None
+    rerank: float | None = None
