@@ -67,6 +67,11 @@ class LexicalIndex:
             self._texts = texts
         return self._texts
 
+    def texts(self, ids: list[int]) -> dict[int, str]:
+        """The indexed text of each of ``ids`` present (loaded once per index version)."""
+        store = self._all_texts()
+        return {pid: store[pid] for pid in ids if pid in store}
+
     def add(self, ids: list[int], texts: list[str]) -> None:
         """Add (or replace) passages ``ids`` with their ``texts``."""
         if len(ids) != len(texts):

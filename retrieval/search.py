@@ -167,9 +167,7 @@ class Retriever:
                 "the reranker needs passage texts: this index has none (it was built without"
                 " BM25); pass passage_texts to the Retriever"
             )
-        # LexicalIndex keeps every text (it rebuilds BM25 from them) but has no public reader.
-        texts = index.lexical._all_texts()
-        return {pid: texts[pid] for pid in ids if pid in texts}
+        return index.lexical.texts(ids)
 
     def _hybrid(
         self, index: VectorIndex, question: str, vector: NDArray[np.float32], k: int
