@@ -120,6 +120,7 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
                 "type": "chunk",
                 "answer_id": event["answer_id"],
                 "seq": event["seq"],
+                "attempt": event.get("attempt", 1),
                 "text": event["text"],
             }
         )

@@ -13,7 +13,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -528,9 +528,11 @@ class _JobProgress:
         for name, value in changes.items():
             setattr(self.job, name, value)
         self.job.items = self.items
+        self.job.heartbeat_at = timezone.now()
         if self.extra_items:
             self.job.message = f"{self.extra_items} more outcomes are not listed (see the counts)."
         fields = ["items", "message", "total", "done", "added", "duplicates", "failed", "phase"]
+        fields.append("heartbeat_at")
         fields += [n for n in changes if n not in fields]
         self.job.save(update_fields=fields)
 
@@ -545,9 +547,15 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
         job = IngestJob.objects.select_for_update().get(pk=job_id)
         if job.status in (IngestStatus.COMPLETE, IngestStatus.FAILED):
             return job
+        if job.status == IngestStatus.RUNNING and _alive(job):
+            # A second delivery of a long job (the broker's visibility timeout passed while
+            # the first still works on it): leave it to the first.
+            log.info("ingest job %s is still running elsewhere; not starting it twice", job_id)
+            return job
         job.status = IngestStatus.RUNNING
         job.started_at = timezone.now()
-        job.save(update_fields=["status", "started_at"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["status", "started_at", "heartbeat_at"])
     progress = _JobProgress(job)
     progress.save(total=0, done=0, added=0, duplicates=0, failed=0, phase="parsing", message="")
     actor = job.created_by.get_username()
@@ -604,7 +612,9 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
         progress.save(phase="indexing")
 
         def indexed(done: int, total: int) -> None:
-            IngestJob.objects.filter(pk=job.pk).update(phase="indexing", done=done, total=total)
+            IngestJob.objects.filter(pk=job.pk).update(
+                phase="indexing", done=done, total=total, heartbeat_at=timezone.now()
+            )
 
         version = index_publish(actor=actor, progress=indexed)
         job.refresh_from_db(fields=["done", "total"])
@@ -632,6 +642,14 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
         )
     shutil.rmtree(_uploads_dir() / f"job-{job.pk}", ignore_errors=True)
     return job
+
+
+def _alive(job: IngestJob) -> bool:
+    """Whether the job's run saved progress recently (a parse may be silent for its limit)."""
+    if job.heartbeat_at is None:
+        return False
+    quiet = timedelta(seconds=settings.PARSE_TIMEOUT_S + 300)
+    return timezone.now() - job.heartbeat_at < quiet
 
 
 def _with_upload_defaults(doc: Document, form: dict[str, Any]) -> Document:

@@ -116,6 +116,9 @@ class IngestJob(models.Model):
     message = models.TextField(blank=True)
     items = models.JSONField(default=list, blank=True)
     index_version = models.PositiveIntegerField(null=True, blank=True)
+    # Saved with every progress update: a redelivered task leaves a job with a fresh heartbeat
+    # alone (its first run is still working) and restarts one whose heartbeat went stale.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -171,6 +174,8 @@ class Answer(models.Model):
     prompt_sha256 = models.CharField(max_length=64, blank=True)
     flags = models.JSONField(default=list, blank=True)
     chunks_sent = models.PositiveIntegerField(default=0)
+    # Generation attempts: a task whose worker died is redelivered and starts the answer over.
+    attempts = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -100,6 +100,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         "flags": answer.flags,
         "citations": citations,
         "chunks_sent": answer.chunks_sent,
+        "attempts": answer.attempts,
         "feedback": feedback_payload(
             answer.feedback.filter(user_id=answer.question.user_id).first()
         ),

@@ -152,6 +152,22 @@ def _cancel_key(answer_id: int) -> str:
     return f"answer:{answer_id}:cancel"
 
 
+def _cancel_requested(answer_id: int) -> bool:
+    """Whether a cancel was asked for; an unreachable cache never stops an answer."""
+    try:
+        return bool(cache.get(_cancel_key(answer_id)))
+    except Exception as exc:
+        log.warning("answer %s: cannot read the cancel flag (%s); continuing", answer_id, exc)
+        return False
+
+
+def _cancel_clear(answer_id: int) -> None:
+    try:
+        cache.delete(_cancel_key(answer_id))
+    except Exception as exc:
+        log.warning("answer %s: cannot clear the cancel flag (%s)", answer_id, exc)
+
+
 def answer_cancel(*, user: User, answer_id: int, source_ip: str = "") -> bool:
     """Ask for generation of the user's answer to stop; ``False`` if it is not theirs or done."""
     with transaction.atomic():
@@ -219,12 +235,26 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         if answer.is_final:
             sink.finish(answer_payload(answer))
             return answer
-        cache.delete(_cancel_key(answer_id))
+        _cancel_clear(answer_id)
+        answer.attempts += 1
         answer.status = AnswerStatus.STREAMING
         answer.text = ""
         answer.started_at = timezone.now()
         answer.citations.all().delete()
         answer.save()
+    if answer.attempts > settings.ANSWER_MAX_ATTEMPTS:
+        # Its worker died every time (e.g. out of memory): stop redelivering it.
+        message = (
+            f"The answer could not be generated: the worker writing it stopped "
+            f"{answer.attempts - 1} times. Try again later or contact support."
+        )
+        return _finish(
+            answer,
+            _Outcome(AnswerStatus.FAILED, message=message),
+            sink,
+            {"error": "attempts_exhausted", "attempts": answer.attempts},
+        )
+    sink.begin(answer.attempts)
     question = answer.question.text
     started = time.monotonic()
 
@@ -362,7 +392,7 @@ def _stream(
             now = time.monotonic()
             if now - last_poll >= CANCEL_POLL_S:
                 last_poll = now
-                if cache.get(_cancel_key(answer_id)):
+                if _cancel_requested(answer_id):
                     cancel.set()
     except Cancelled:
         return "".join(parts), _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled.")

@@ -91,12 +91,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: task queue, channel layer and cache. Unset: everything in-process.
 REDIS_URL = env_str("REDIS_URL")
+CHANNEL_LAYER_PREFIX = env_str(
+    "CHANNEL_LAYER_PREFIX",
+    "clinic-db" + (REDIS_URL.rstrip("/").rsplit("/", 1)[-1] if REDIS_URL.count("/") > 2 else "0"),
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # redis-py 8's default 5 s socket timeout races the 5 s blocking pop: keep it above.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # Redis pub/sub ignores the database number: deployments sharing a server need
+                # their own prefix, or they receive each other's answer events.
+                "prefix": CHANNEL_LAYER_PREFIX,
+            },
         }
     }
     CACHES = {
@@ -120,12 +129,14 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 # Guideline ingestion jobs may run for hours (a 37K-record import embeds ~400K passages).
 INGEST_TASK_TIME_LIMIT = env_int("INGEST_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
-# Above every task's limit, so a running task is never handed to a second worker. A task whose
-# worker child dies is requeued at once (reject_on_worker_lost); this only delays redelivery
-# after a whole worker is lost.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": max(CELERY_TASK_TIME_LIMIT, INGEST_TASK_TIME_LIMIT) + 300
-}
+# How long Redis waits before handing an unacknowledged task to another worker: only matters
+# when a whole worker is lost (a killed worker child's task is requeued at once). Above the
+# answer task's limit, so a running answer is never handed out twice; a long ingestion job may
+# be, and its heartbeat tells the second delivery to leave it alone.
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300, minimum=CELERY_TASK_TIME_LIMIT + 1
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_IGNORE_RESULT = True
 
 # --- Retrieval
@@ -175,6 +186,8 @@ QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
 QUESTION_MAX_CONCURRENT = env_int("QUESTION_MAX_CONCURRENT", 2, minimum=0)
 QUESTION_RATE_PER_MINUTE = env_int("QUESTION_RATE_PER_MINUTE", 10, minimum=0)
 STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 75, minimum=1)
+# Attempts at one answer; a task is redelivered when its worker dies mid-answer.
+ANSWER_MAX_ATTEMPTS = env_int("ANSWER_MAX_ATTEMPTS", 2, minimum=1)
 
 DISCLAIMER = env_str(
     "DISCLAIMER",

@@ -8,12 +8,19 @@ the browser can detect a gap; the final event carries the persisted answer, whic
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# A chunk may wait this long for the channel layer; the final event may wait the full 10 s.
+_PUBLISH_TIMEOUT_S = 2.0
+_PUBLISH_BACKOFF_S = 1.0
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _worker_loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +68,10 @@ def publish(group: str, message: dict[str, Any], *, timeout: float = 10.0) -> No
 class AnswerSink(Protocol):
     """Receives one answer's output as it is produced."""
 
+    def begin(self, attempt: int) -> None:
+        """Generation (re)starts; attempt 2 and later replace what earlier attempts sent."""
+        ...
+
     def text(self, delta: str) -> None:
         """New answer text (may be buffered)."""
         ...
@@ -78,8 +89,28 @@ class ChannelSink:
         self.group = answer_group(answer_id)
         self.flush_s = (flush_ms if flush_ms is not None else settings.STREAM_FLUSH_MS) / 1000
         self.seq = 0
+        self.attempt = 1
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
+        self._failed_at = float("-inf")
+
+    def begin(self, attempt: int) -> None:
+        self.attempt = attempt
+        self.seq = 0
+        self._buffer.clear()
+
+    def _publish(self, message: dict[str, Any], *, final: bool = False) -> None:
+        """Publish, but never let the channel layer break generation: the page repairs any
+        gap from the persisted answer (``done``, or ``follow`` after a reconnect). After a
+        failure, chunks are skipped for a second rather than each waiting on a dead layer."""
+        now = time.monotonic()
+        if not final and now - self._failed_at < _PUBLISH_BACKOFF_S:
+            return
+        try:
+            publish(self.group, message, timeout=_PUBLISH_TIMEOUT_S)
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            log.warning("answer %s: publishing failed (%s); continuing", self.answer_id, exc)
 
     def text(self, delta: str) -> None:
         self._buffer.append(delta)
@@ -93,21 +124,26 @@ class ChannelSink:
         chunk = "".join(self._buffer)
         self._buffer.clear()
         self.seq += 1
-        publish(
-            self.group,
-            {"type": "answer.chunk", "answer_id": self.answer_id, "seq": self.seq, "text": chunk},
+        self._publish(
+            {
+                "type": "answer.chunk",
+                "answer_id": self.answer_id,
+                "seq": self.seq,
+                "attempt": self.attempt,
+                "text": chunk,
+            }
         )
 
     def finish(self, payload: dict[str, Any]) -> None:
         self.flush()
-        publish(
-            self.group,
+        self._publish(
             {
                 "type": "answer.done",
                 "answer_id": self.answer_id,
                 "seq": self.seq,
                 "answer": payload,
             },
+            final=True,
         )
 
 
@@ -118,6 +154,9 @@ class CollectingSink:
         self.chunks: list[str] = []
         self.final: dict[str, Any] | None = None
         self._echo = echo
+
+    def begin(self, attempt: int) -> None:
+        self.chunks.clear()
 
     def text(self, delta: str) -> None:
         self.chunks.append(delta)

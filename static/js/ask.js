@@ -8,7 +8,7 @@
   const answerEl = $("answer"), answerText = $("answer-text"), answerMessage = $("answer-message");
   const WATCHDOG_MS = 45000, GIVE_UP_MS = 600000, PENDING_KEY = "pendingAnswerId";
 
-  let socket = null, current = null, lastSeq = 0, lastEventAt = 0, startedAt = 0;
+  let socket = null, current = null, lastSeq = 0, currentAttempt = 1, lastEventAt = 0, startedAt = 0;
   let retryDelay = 500, watchdog = null;
   let shown = null;          // the answer on display (for feedback)
   const FINAL = ["complete", "refused", "failed", "cancelled"];
@@ -53,7 +53,7 @@
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("feedback").hidden = true; shown = null;
     $("answer-question").textContent = q ? "Q: " + q : "";
-    lastSeq = 0;
+    lastSeq = 0; currentAttempt = 1;
   }
 
   function handle(msg) {
@@ -62,6 +62,12 @@
       current = msg.answer_id; sessionStorage.setItem(PENDING_KEY, String(current));
       setStatus("Searching the guidelines…");
     } else if (msg.type === "chunk" && msg.answer_id === current) {
+      const attempt = msg.attempt || 1;
+      if (attempt < currentAttempt) { return; }         // from an attempt that was replaced
+      if (attempt > currentAttempt) {                   // a lost worker's task restarted it
+        currentAttempt = attempt; lastSeq = 0; answerText.textContent = "";
+        delete answerText.dataset.gap;
+      }
       if (msg.seq <= lastSeq) { return; }               // duplicate: already shown
       if (msg.seq !== lastSeq + 1) { answerText.dataset.gap = "1"; }  // repaired by "done"
       lastSeq = msg.seq;
@@ -74,6 +80,7 @@
         resetAnswer(a.question);
         answerText.textContent = a.text;
         lastSeq = a.chunks_sent || 0;
+        currentAttempt = a.attempts || 1;
       }
       if (FINAL.includes(a.status)) { render(a); }
       else { setStatus("Writing the answer…"); }

@@ -154,3 +154,61 @@ def test_every_completed_answer_is_checked_sentence_by_sentence(clinician: User)
     # Every weakly supported cited sentence is flagged with its reason (uncited ones separately).
     assert len(flagged) == len([s for s in weak if s.kind not in ("no_citation", "no_claim")])
     assert all(f["detail"] and f["sentence"] for f in flagged)
+
+
+def test_an_answer_whose_workers_keep_dying_fails_with_a_message(clinician: User) -> None:
+    """Redelivered after its worker died at every attempt, the answer stops being retried."""
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.STREAMING, attempts=2)
+    sink = CollectingSink()
+    final = services.answer_generate(answer_id=answer.pk, sink=sink)
+    assert final.status == AnswerStatus.FAILED and final.attempts == 3
+    assert "stopped 2 times" in final.message
+    assert sink.final is not None and sink.final["status"] == "failed"
+    assert not final.citations.exists()  # the model was never reached
+
+
+@override_settings(ANSWER_MAX_TOKENS=16)
+def test_a_restarted_answer_replaces_what_the_lost_attempt_streamed(clinician: User) -> None:
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.STREAMING, attempts=1)
+    sink = CollectingSink()
+    sink.chunks.append("half an answer from the lost attempt")
+    final = services.answer_generate(answer_id=answer.pk, sink=sink)
+    assert final.attempts == 2 and final.status == AnswerStatus.COMPLETE
+    assert "lost attempt" not in "".join(sink.chunks)
+
+
+@override_settings(ANSWER_MAX_TOKENS=16)
+def test_an_unreachable_cache_does_not_stop_an_answer(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis down mid-answer: the cancel flag cannot be read, the answer still completes."""
+    from django.core.cache import cache
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "delete", down)
+    answer, sink = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert sink.final is not None and sink.final["status"] == "complete"
+
+
+def test_a_failing_channel_layer_never_breaks_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinic_app import streaming
+
+    calls: list[str] = []
+
+    def broken(group: str, message: dict, **kwargs: object) -> None:  # type: ignore[type-arg]
+        calls.append(message["type"])
+        raise TimeoutError("channel layer unreachable")
+
+    monkeypatch.setattr(streaming, "publish", broken)
+    sink = streaming.ChannelSink(123, flush_ms=0)
+    sink.text("one ")
+    sink.text("two ")  # skipped during the back-off after the failure, not raised
+    sink.finish({"id": 123, "status": "complete"})
+    assert calls[0] == "answer.chunk" and calls[-1] == "answer.done"
+    assert sink.seq == 2  # numbering goes on, so the page sees the gap and repairs it
