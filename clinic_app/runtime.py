@@ -61,6 +61,7 @@ def get_retriever() -> Retriever:
         fusion=settings.RETRIEVAL_FUSION,
         reranker=build_reranker(),
         rerank_candidates=settings.RERANKER_CANDIDATES,
+        device=settings.FAISS_DEVICE,
     )
 
 

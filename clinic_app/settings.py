@@ -157,6 +157,11 @@ RERANKER_MODEL = env_str("RERANKER_MODEL", "")
 RERANKER_CANDIDATES = env_int("RERANKER_CANDIDATES", 20, minimum=1)
 # flat = exact search; hnsw = approximate; auto = HNSW from 200K passages.
 INDEX_KIND = env_choice("INDEX_KIND", "auto", ("auto", "flat", "hnsw"))
+# Where exact searches run: "auto" uses a GPU when faiss-gpu sees one (the production worker
+# image), "cpu" never does, "cuda"/"cuda:N" requires one.
+FAISS_DEVICE = env_str("FAISS_DEVICE", "auto")
+if FAISS_DEVICE not in ("auto", "cpu", "cuda") and not FAISS_DEVICE.startswith("cuda:"):
+    raise SettingError(f"FAISS_DEVICE={FAISS_DEVICE!r}: use auto, cpu, cuda or cuda:N")
 
 # --- Inference
 INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "transformers", ("transformers", "vllm"))

@@ -90,6 +90,9 @@ class VectorIndex:
         self.kind = kind
         self.hnsw_ef_search = hnsw_ef_search
         self._index = faiss_index if faiss_index is not None else self._empty(kind)
+        # Where searches run: the CPU index itself, or a GPU copy (see :meth:`use_gpu`).
+        self._search_index: Any = None
+        self.device = "cpu"
         self.lexical = lexical
 
     def _empty(self, kind: str) -> Any:
@@ -176,7 +179,8 @@ class VectorIndex:
         """Top ``k`` hits for each query row (shape ``(n, dim)``), best first."""
         if len(self) == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        searcher = self._search_index if self._search_index is not None else self._index
+        scores, ids = searcher.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return [
             [Hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i != -1]
             for row_s, row_i in zip(scores, ids, strict=True)
@@ -209,6 +213,31 @@ class VectorIndex:
             except RuntimeError:  # not in the index
                 continue
         return out
+
+    def use_gpu(self, device: str = "auto") -> str:
+        """Search on a GPU when ``faiss-gpu`` and a GPU are present; returns the device used.
+
+        ``device`` is ``auto`` (a GPU if there is one), ``cpu`` or ``cuda``/``cuda:N``
+        (required: raises if absent). Only exact (flat) indexes move: FAISS has no GPU HNSW.
+        The CPU index stays the reference for adding, removing, saving and reconstructing;
+        the GPU copy answers :meth:`search` for this loaded version, which is never modified.
+        """
+        import faiss
+
+        if device == "cpu":
+            return self.device
+        gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+        if gpus < 1 or not hasattr(faiss, "StandardGpuResources"):
+            if device.startswith("cuda"):
+                raise IndexUnavailable("FAISS_DEVICE asks for a GPU, but faiss sees none")
+            return self.device
+        if self.kind == "hnsw":
+            return self.device
+        ordinal = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+        self._gpu_resources = faiss.StandardGpuResources()
+        self._search_index = faiss.index_cpu_to_gpu(self._gpu_resources, ordinal, self._index)
+        self.device = f"cuda:{ordinal}"
+        return self.device
 
     def manifest(self) -> IndexManifest:
         return IndexManifest(

@@ -111,6 +111,7 @@ class Retriever:
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
         passage_texts: Callable[[list[int]], Mapping[int, str]] | None = None,
+        device: str = "cpu",
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
@@ -123,6 +124,7 @@ class Retriever:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.passage_texts = passage_texts
+        self.device = device
         self._index: VectorIndex | None = None
         self._lock = threading.Lock()
 
@@ -132,11 +134,13 @@ class Retriever:
         with self._lock:
             if self._index is None or (live is not None and live != self._index.version):
                 self._index = VectorIndex.load(self.root, version=live)
+                used = self._index.use_gpu(self.device)
                 log.info(
-                    "index version %s loaded (%s passages, bm25=%s)",
+                    "index version %s loaded (%s passages, bm25=%s, searching on %s)",
                     live,
                     len(self._index),
                     self._index.has_lexical,
+                    used,
                 )
             return self._index
 
