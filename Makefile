@@ -10,13 +10,17 @@ REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.t
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
 BENCH     ?=
+EVAL_DIR  ?= $(VAR)/eval
+PUBMEDQA  ?= ../shared/data/pubmedqa/pqal_dev.json
+LIMIT     ?=
+EVAL_ARGS ?=
 EMBEDDED_MODEL ?= qwen2.5-coder-0.5b-instruct
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install models vllm browser setup run worker test test-fast check format bench clean
+.PHONY: help install models vllm browser setup run worker test test-fast check format bench evaluate evaluate-pubmedqa clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +75,15 @@ format: install ## Format and auto-fix lint
 
 bench: models ## Run benchmarks (BENCH=<name> for one); results in bench/results/
 	$(VPY) bench/run.py $(BENCH)
+
+evaluate: setup ## Evaluate the demo question set on the demo index (report: var/eval, EVAL_DIR=)
+	$(VPY) manage.py evaluate --dataset clinic_app/eval_data/demo_questions.jsonl \
+		--format questions-jsonl $(if $(LIMIT),--limit $(LIMIT)) $(EVAL_ARGS) \
+		--output $(EVAL_DIR)/demo_questions.json
+
+evaluate-pubmedqa: models ## PubMedQA dev set in a scratch index (PUBMEDQA=file, LIMIT=n; report: var/eval)
+	$(VPY) manage.py evaluate --dataset $(PUBMEDQA) --format pubmedqa \
+		$(if $(LIMIT),--limit $(LIMIT)) $(EVAL_ARGS) --output $(EVAL_DIR)/pubmedqa.json
 
 clean: ## Remove the database, index and caches (keeps installed models)
 	rm -rf $(VAR)/clinic.sqlite3 $(VAR)/index $(VAR)/staticfiles test-artifacts
