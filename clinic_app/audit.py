@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from clinic_app.audit_chain import (
     GENESIS_HASH,
+    STORED_FIELDS,
     ChainEvent,
     ChainReport,
     Checkpoint,
@@ -184,20 +185,7 @@ def checkpoints_read(path: Path) -> list[Checkpoint]:
 
 def chain_events(*, chunk: int = 5000) -> Iterator[ChainEvent]:
     """Every stored event in sequence order, as the chain sees it, streamed in chunks."""
-    columns = (
-        "seq",
-        "at",
-        "actor",
-        "action",
-        "object_type",
-        "object_id",
-        "outcome",
-        "source_ip",
-        "details",
-        "prev_hash",
-        "hash",
-    )
-    rows = AuditEvent.objects.order_by("seq").values_list(*columns)
+    rows = AuditEvent.objects.order_by("seq").values_list(*STORED_FIELDS)
     for row in rows.iterator(chunk_size=chunk):
         yield ChainEvent(*row)
 

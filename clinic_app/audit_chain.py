@@ -31,6 +31,8 @@ HASHED_FIELDS = (
     "source_ip",
     "details",
 )
+# Every stored field of an event, in the order exports and verification read them.
+STORED_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
 
 
 def timestamp_text(at: datetime) -> str:

@@ -13,23 +13,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from clinic_app.audit_chain import canonical_json, timestamp_text
+from clinic_app.audit_chain import STORED_FIELDS, canonical_json, timestamp_text
 from clinic_app.models import AuditEvent
 from clinic_app.selectors import AuditExport
 
-COLUMNS = (
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "outcome",
-    "source_ip",
-    "details",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = STORED_FIELDS
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _BATCH = 500
