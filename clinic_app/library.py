@@ -12,7 +12,7 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -654,8 +654,6 @@ def _alive(job: IngestJob) -> bool:
 
 def _with_upload_defaults(doc: Document, form: dict[str, Any]) -> Document:
     """Collections' records carry their own metadata; the form fills what they lack."""
-    from dataclasses import replace
-
     meta = doc.meta
     return replace(
         doc,
@@ -681,7 +679,8 @@ def _store_batch(
     added = duplicates = 0
     # One transaction per batch: a commit (and its fsync) per document dominated bulk imports.
     with transaction.atomic():
-        stored_all = [_store_one(doc, actor, extras, kind) for doc in batch]
+        typed = replace(extras, original_type=kind)
+        stored_all = [guideline_store(doc=doc, actor=actor, extras=typed) for doc in batch]
     for doc, stored in zip(batch, stored_all, strict=True):
         if stored.outcome == "added":
             added += 1
@@ -699,20 +698,6 @@ def _store_batch(
         duplicates=job.duplicates + duplicates,
         total=job.total + len(batch),
         done=job.done + len(batch),
-    )
-
-
-def _store_one(doc: Document, actor: str, extras: GuidelineExtras, kind: str) -> StoreOutcome:
-    return guideline_store(
-        doc=doc,
-        actor=actor,
-        extras=GuidelineExtras(
-            jurisdiction=extras.jurisdiction,
-            review_date=extras.review_date,
-            source_name=extras.source_name,
-            original_sha256=extras.original_sha256,
-            original_type=kind,
-        ),
     )
 
 
