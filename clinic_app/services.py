@@ -239,6 +239,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         answer.attempts += 1
         answer.status = AnswerStatus.STREAMING
         answer.text = ""
+        answer.chunks_sent = 0
         answer.started_at = timezone.now()
         answer.citations.all().delete()
         answer.save()
@@ -402,6 +403,19 @@ def _stream(
     if cancel.is_set():
         return "".join(parts), _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled.")
     return "".join(parts), None
+
+
+def answer_checkpoint(answer_id: int, attempt: int, seq: int, text: str) -> bool:
+    """Save the text streamed so far and the sequence number of its last chunk.
+
+    Only while that attempt is still the one streaming: a late write from a worker whose task
+    was redelivered, or one racing the final save, changes nothing. Returns whether it saved.
+    """
+    return bool(
+        Answer.objects.filter(pk=answer_id, attempts=attempt, status=AnswerStatus.STREAMING).update(
+            text=text, chunks_sent=seq
+        )
+    )
 
 
 def answer_fail(*, answer_id: int, message: str, sink: AnswerSink) -> Answer | None:

@@ -191,6 +191,8 @@ QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
 QUESTION_MAX_CONCURRENT = env_int("QUESTION_MAX_CONCURRENT", 2, minimum=0)
 QUESTION_RATE_PER_MINUTE = env_int("QUESTION_RATE_PER_MINUTE", 10, minimum=0)
 STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 75, minimum=1)
+# The text streamed so far is saved at most this often (a reload or a gap resumes from it).
+STREAM_CHECKPOINT_MS = env_int("STREAM_CHECKPOINT_MS", 250, minimum=0)
 # Attempts at one answer; a task is redelivered when its worker dies mid-answer.
 ANSWER_MAX_ATTEMPTS = env_int("ANSWER_MAX_ATTEMPTS", 2, minimum=1)
 

@@ -2,7 +2,10 @@
 
 Generation runs in a worker thread or a Celery worker process, never on the server's event
 loop. Text is flushed in small batches (``STREAM_FLUSH_MS``), each with a sequence number, so
-the browser can detect a gap; the final event carries the persisted answer, which repairs one.
+the browser can detect a gap. The text so far is checkpointed with its sequence number (at most
+every ``STREAM_CHECKPOINT_MS``, before the chunk is published), so a page that reloads, or that
+sees a gap, asks for the persisted state and goes on with the live stream after it; the final
+event carries the whole persisted answer.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -21,6 +25,9 @@ log = logging.getLogger(__name__)
 # A chunk may wait this long for the channel layer; the final event may wait the full 10 s.
 _PUBLISH_TIMEOUT_S = 2.0
 _PUBLISH_BACKOFF_S = 1.0
+
+# Saves the text streamed so far: (attempt, sequence number of its last chunk, text).
+Checkpoint = Callable[[int, int, str], object]
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _worker_loop: asyncio.AbstractEventLoop | None = None
@@ -84,20 +91,46 @@ class AnswerSink(Protocol):
 class ChannelSink:
     """Publishes batched text chunks and the final answer to the answer's group."""
 
-    def __init__(self, answer_id: int, *, flush_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        answer_id: int,
+        *,
+        flush_ms: int | None = None,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_ms: int | None = None,
+    ) -> None:
         self.answer_id = answer_id
         self.group = answer_group(answer_id)
         self.flush_s = (flush_ms if flush_ms is not None else settings.STREAM_FLUSH_MS) / 1000
+        self.checkpoint_s = (
+            checkpoint_ms if checkpoint_ms is not None else settings.STREAM_CHECKPOINT_MS
+        ) / 1000
         self.seq = 0
         self.attempt = 1
         self._buffer: list[str] = []
+        self._sent: list[str] = []  # this attempt's flushed chunks, for checkpoints
+        self._checkpoint = checkpoint
         self._last_flush = time.monotonic()
+        self._last_checkpoint = float("-inf")
         self._failed_at = float("-inf")
 
     def begin(self, attempt: int) -> None:
         self.attempt = attempt
         self.seq = 0
         self._buffer.clear()
+        self._sent.clear()
+        self._last_checkpoint = time.monotonic()
+
+    def _save(self) -> None:
+        """Checkpoint the text so far; like publishing, a failure never stops generation (the
+        final save carries the whole text, and a page only repairs from a later checkpoint)."""
+        if self._checkpoint is None:
+            return
+        self._last_checkpoint = time.monotonic()
+        try:
+            self._checkpoint(self.attempt, self.seq, "".join(self._sent))
+        except Exception as exc:
+            log.warning("answer %s: checkpoint failed (%s); continuing", self.answer_id, exc)
 
     def _publish(self, message: dict[str, Any], *, final: bool = False) -> None:
         """Publish, but never let the channel layer break generation: the page repairs any
@@ -124,6 +157,10 @@ class ChannelSink:
         chunk = "".join(self._buffer)
         self._buffer.clear()
         self.seq += 1
+        self._sent.append(chunk)
+        # Text and sequence number are saved together, so a snapshot is always a whole prefix.
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+            self._save()
         self._publish(
             {
                 "type": "answer.chunk",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from celery import Task
 from django.conf import settings
@@ -35,7 +36,7 @@ _library_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-ta
 )
 def generate_answer(self: Task, answer_id: int) -> None:
     """Generate and stream the answer ``answer_id`` (idempotent)."""
-    sink = ChannelSink(answer_id)
+    sink = ChannelSink(answer_id, checkpoint=partial(services.answer_checkpoint, answer_id))
     try:
         services.answer_generate(answer_id=answer_id, sink=sink)
     except Exception:

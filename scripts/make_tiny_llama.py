@@ -51,6 +51,19 @@ ARCH: dict[str, Any] = {
     "max_position_embeddings": 2048,
     "rms_norm_eps": 1e-5,
 }
+# A larger random model of the same kind, for browser tests against a real vLLM server: on a
+# 2-core CPU it streams at a human-watchable pace (tens of tokens per second, not hundreds),
+# so a test can reload or cancel mid-answer, and its context holds a full RAG prompt.
+SMALL_ARCH: dict[str, Any] = {
+    **ARCH,
+    "hidden_size": 768,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 12,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 8,
+    "max_position_embeddings": 4096,
+}
+ARCHS = {"tiny": ARCH, "small": SMALL_ARCH}
 
 _SUBJECTS = [
     "Adults with atrial fibrillation",
@@ -144,7 +157,7 @@ def train_tokenizer(text: str, workdir: Path) -> Path:
     return path
 
 
-def build(dest: Path, files: list[Path]) -> dict[str, object]:
+def build(dest: Path, files: list[Path], arch: dict[str, Any] = ARCH) -> dict[str, object]:
     import sentencepiece as spm
     import torch
     import transformers
@@ -155,7 +168,7 @@ def build(dest: Path, files: list[Path]) -> dict[str, object]:
         "format": FORMAT,
         "seed": SEED,
         "vocab_size_target": VOCAB_SIZE,
-        "arch": ARCH,
+        "arch": arch,
         "corpus_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -180,7 +193,7 @@ def build(dest: Path, files: list[Path]) -> dict[str, object]:
         tokenizer = LlamaTokenizer.from_pretrained(
             work, legacy=False, add_bos_token=True, add_eos_token=False
         )
-        tokenizer.model_max_length = ARCH["max_position_embeddings"]
+        tokenizer.model_max_length = arch["max_position_embeddings"]
         sp = spm.SentencePieceProcessor(model_file=str(sp_path))
         for sample in ("Adults with AF should receive anticoagulation 2024.", "ÿ naïve 😀 ###"):
             want = [sp.bos_id(), *sp.encode(sample)]
@@ -200,7 +213,7 @@ def build(dest: Path, files: list[Path]) -> dict[str, object]:
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             hidden_act="silu",
             dtype="float32",
-            **ARCH,
+            **arch,
         )
         model = LlamaForCausalLM(config).eval()  # float32: torch's default dtype
         silent = [i for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_byte(i)]
@@ -241,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dest", type=Path, default=REPO_ROOT / "var" / "models" / "tiny-llama", help="output"
     )
+    parser.add_argument(
+        "--size", choices=sorted(ARCHS), default="tiny", help="tiny (protocol tests) or small"
+    )
     parser.add_argument("files", nargs="*", type=Path, help="extra text files to train on")
     args = parser.parse_args(argv)
     for path in args.files:
         if not path.is_file():
             parser.error(f"not a file: {path}")
-    build(args.dest.resolve(), [p.resolve() for p in args.files])
+    build(args.dest.resolve(), [p.resolve() for p in args.files], ARCHS[args.size])
     return 0
 
 

@@ -9,7 +9,9 @@
   const WATCHDOG_MS = 45000, GIVE_UP_MS = 600000, PENDING_KEY = "pendingAnswerId";
 
   let socket = null, current = null, lastSeq = 0, currentAttempt = 1, lastEventAt = 0, startedAt = 0;
-  let retryDelay = 500, watchdog = null;
+  let retryDelay = 500, watchdog = null, repairTimer = null;
+  const held = new Map();    // chunks received after a gap, by sequence number
+  const REPAIR_MS = 400;     // a little over the server's checkpoint interval
   let shown = null;          // the answer on display (for feedback)
   const FINAL = ["complete", "refused", "failed", "cancelled"];
 
@@ -48,12 +50,46 @@
     send({ action: "follow", answer_id: id });
   }
 
+  // Chunks are shown in sequence order. One that arrives after a gap is held, and the page asks
+  // for the saved state (a snapshot: the text through some chunk) until the gap is filled.
+  function drain() {
+    while (held.has(lastSeq + 1)) {
+      lastSeq += 1;
+      answerText.append(document.createTextNode(held.get(lastSeq))); // escaped while streaming
+      held.delete(lastSeq);
+    }
+    if (held.size) { answerText.dataset.gap = "1"; requestRepair(); }
+    else { delete answerText.dataset.gap; }
+  }
+
+  function requestRepair() {
+    if (repairTimer || !current) { return; }
+    repairTimer = setTimeout(() => {
+      repairTimer = null;
+      if (current && held.size) { send({ action: "follow", answer_id: current }); }
+    }, REPAIR_MS);
+  }
+
+  function applySnapshot(a) {
+    const attempt = a.attempts || 1, seq = a.chunks_sent || 0;
+    if (attempt < currentAttempt) { return; }           // older than what is on screen
+    if (attempt > currentAttempt || seq >= lastSeq || !answerText.textContent) {
+      if (attempt > currentAttempt) { held.clear(); }
+      const wasStreaming = answerText.textContent !== "" || lastSeq > 0;
+      if (!wasStreaming) { resetAnswer(a.question); }
+      answerText.textContent = a.text;
+      lastSeq = seq; currentAttempt = attempt;
+      for (const k of [...held.keys()]) { if (k <= lastSeq) { held.delete(k); } }
+    }
+    drain();
+  }
+
   function resetAnswer(q) {
     answerEl.hidden = false; answerText.textContent = ""; answerText.classList.add("streaming");
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("feedback").hidden = true; shown = null;
     $("answer-question").textContent = q ? "Q: " + q : "";
-    lastSeq = 0; currentAttempt = 1;
+    lastSeq = 0; currentAttempt = 1; held.clear();
   }
 
   function handle(msg) {
@@ -65,23 +101,16 @@
       const attempt = msg.attempt || 1;
       if (attempt < currentAttempt) { return; }         // from an attempt that was replaced
       if (attempt > currentAttempt) {                   // a lost worker's task restarted it
-        currentAttempt = attempt; lastSeq = 0; answerText.textContent = "";
-        delete answerText.dataset.gap;
+        currentAttempt = attempt; lastSeq = 0; held.clear(); answerText.textContent = "";
       }
       if (msg.seq <= lastSeq) { return; }               // duplicate: already shown
-      if (msg.seq !== lastSeq + 1) { answerText.dataset.gap = "1"; }  // repaired by "done"
-      lastSeq = msg.seq;
-      answerText.append(document.createTextNode(msg.text)); // escaped while streaming
+      held.set(msg.seq, msg.text);
+      drain();
       setStatus("Writing the answer…");
     } else if (msg.type === "snapshot" || msg.type === "done") {
       const a = msg.answer;
       if (a.id !== current) { return; }
-      if (msg.type === "snapshot") {
-        resetAnswer(a.question);
-        answerText.textContent = a.text;
-        lastSeq = a.chunks_sent || 0;
-        currentAttempt = a.attempts || 1;
-      }
+      if (msg.type === "snapshot") { applySnapshot(a); }
       if (FINAL.includes(a.status)) { render(a); }
       else { setStatus("Writing the answer…"); }
     } else if (msg.type === "error") {

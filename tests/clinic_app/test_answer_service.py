@@ -212,3 +212,77 @@ def test_a_failing_channel_layer_never_breaks_generation(monkeypatch: pytest.Mon
     sink.finish({"id": 123, "status": "complete"})
     assert calls[0] == "answer.chunk" and calls[-1] == "answer.done"
     assert sink.seq == 2  # numbering goes on, so the page sees the gap and repairs it
+
+
+def test_streamed_text_is_checkpointed_with_its_sequence_number(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the answer streams, the database holds a whole prefix of what was published:
+    the text of chunks 1..chunks_sent, so a reload or a gap resumes from it."""
+    from functools import partial
+
+    from clinic_app import streaming
+
+    published: list[dict] = []  # type: ignore[type-arg]
+    saved: list[tuple[int, str]] = []
+
+    def capture(group: str, message: dict, **kwargs: object) -> None:  # type: ignore[type-arg]
+        if message["type"] == "answer.chunk":
+            # What a page following the answer now would get: the row as saved.
+            row = Answer.objects.values("status", "text", "chunks_sent").get(pk=answer.pk)
+            assert row["status"] == AnswerStatus.STREAMING
+            saved.append((row["chunks_sent"], row["text"]))
+        published.append(message)
+
+    monkeypatch.setattr(streaming, "publish", capture)
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    sink = streaming.ChannelSink(
+        answer.pk,
+        flush_ms=0,
+        checkpoint=partial(services.answer_checkpoint, answer.pk),
+        checkpoint_ms=0,
+    )
+    done = services.answer_generate(answer_id=answer.pk, sink=sink)
+    assert done.status == AnswerStatus.COMPLETE
+    chunks = [m["text"] for m in published if m["type"] == "answer.chunk"]
+    assert len(chunks) > 3
+    for seq, text in saved:
+        assert text == "".join(chunks[:seq])  # a whole prefix, never a torn one
+    assert [seq for seq, _ in saved] == list(range(1, len(chunks) + 1))
+    assert published[-1]["type"] == "answer.done"
+    assert published[-1]["answer"]["text"] == done.text
+
+
+def test_checkpoints_are_throttled_and_never_break_generation() -> None:
+    from clinic_app import streaming
+
+    saves: list[int] = []
+
+    def failing(attempt: int, seq: int, text: str) -> None:
+        saves.append(seq)
+        raise RuntimeError("database unavailable")
+
+    sink = streaming.ChannelSink(1, flush_ms=0, checkpoint=failing, checkpoint_ms=60_000)
+    sink._publish = lambda message, final=False: None  # type: ignore[method-assign]
+    sink.begin(1)
+    for word in ("one ", "two ", "three "):
+        sink.text(word)
+    assert saves == [] and sink.seq == 3  # within the interval: published, not saved
+    sink.checkpoint_s = 0
+    sink.text("four ")
+    assert saves == [4]  # the failure was logged, generation goes on
+    sink.text("five ")
+    assert saves == [4, 5]
+
+
+def test_a_checkpoint_from_a_replaced_attempt_changes_nothing(clinician: User) -> None:
+    answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+    Answer.objects.filter(pk=answer.pk).update(
+        status=AnswerStatus.STREAMING, attempts=2, text="second attempt", chunks_sent=3
+    )
+    assert not services.answer_checkpoint(answer.pk, 1, 9, "a lost worker's late write")
+    assert services.answer_checkpoint(answer.pk, 2, 4, "second attempt goes on")
+    Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.COMPLETE, text="final")
+    assert not services.answer_checkpoint(answer.pk, 2, 5, "after the final save")
+    answer.refresh_from_db()
+    assert (answer.text, answer.chunks_sent) == ("final", 4)
