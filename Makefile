@@ -54,7 +54,7 @@ setup: models ## Migrate, create demo accounts and build the demo index (idempot
 
 run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) clinic_app.asgi:application
+	$(VPY) manage.py serve --host $(HOST) --port $(PORT)
 
 worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DATABASE_URL)
 	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1

@@ -111,7 +111,7 @@ def start_server(env: dict[str, str], name: str = "server", timeout: float = 60)
     port = free_port()
     process = spawn(
         name,
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clinic_app.asgi:application"],
+        [PYTHON, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env,
     )
     base_url = f"http://127.0.0.1:{port}"

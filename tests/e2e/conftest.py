@@ -44,7 +44,7 @@ TRACK_SOCKETS = """
 
 @pytest.fixture(scope="session")
 def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[live.Server]:
-    """A seeded instance served by daphne in a subprocess; stopped when the run ends."""
+    """A seeded instance served by uvicorn (`manage.py serve`) in a subprocess; stopped when the run ends."""
     var_dir = tmp_path_factory.mktemp("e2e-var")
     env = live.app_env(var_dir)
     live.seed(env)

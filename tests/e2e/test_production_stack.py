@@ -1,6 +1,6 @@
 """The clinician's page on the production stack, in a real browser.
 
-daphne serves the page; questions go to a Celery worker process over Redis; the worker asks a
+uvicorn serves the page; questions go to a Celery worker process over Redis; the worker asks a
 real vLLM CPU server (the OpenAI-compatible API, Meditron's prompt layout) and streams back
 through the Redis channel layer; everything is stored in PostgreSQL. Only the model differs from
 production: a small random Llama-2-shaped model (``make vllm`` builds it), whose text is
@@ -63,7 +63,7 @@ def vllm() -> Iterator[VLLMServer]:
 
 @pytest.fixture(scope="module")
 def stack(vllm: VLLMServer) -> Iterator[live.Server]:
-    """PostgreSQL database, Redis db, Celery worker on vLLM, and daphne, all for this module."""
+    """PostgreSQL database, Redis db, Celery worker on vLLM, and the ASGI server, all for this module."""
     name = f"clinic_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

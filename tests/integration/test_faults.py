@@ -1,7 +1,7 @@
 """Faults on the production path: each ends in a clear state for the user and a consistent
 database.
 
-Live processes: daphne, Celery workers, PostgreSQL (a fresh database for this module), Redis
+Live processes: the ASGI server (uvicorn), Celery workers, PostgreSQL (a fresh database for this module), Redis
 (the machine's, on a db index of its own, and a private ``redis-server`` for the restart test).
 The answers that must stream for a few seconds come from the embedded model
 (``ANSWER_MAX_TOKENS=120``, ~16 tokens/s here); the vLLM faults need no model: a closed port
@@ -89,7 +89,7 @@ def base_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def server(base_env: dict[str, str]) -> Iterator[Server]:
-    """daphne on the shared Redis db. Each test starts the one worker its fault needs: two
+    """The ASGI server on the shared Redis db. Each test starts the one worker its fault needs: two
     workers on one queue would race for the task."""
     started = start_server(base_env, name="faults-server")
     try:

@@ -1,4 +1,4 @@
-"""The production path for real: daphne + Celery worker process + Redis + PostgreSQL."""
+"""The production path for real: uvicorn + Celery worker process + Redis + PostgreSQL."""
 
 from __future__ import annotations
 
@@ -153,9 +153,8 @@ def test_an_upload_is_ingested_by_the_celery_worker_with_live_progress(
         ).fetchone()
     assert row == ("Zoo Board", "otters.md")
 
-    # Daphne receives a request's whole body (spooled to a temporary file) before the app
-    # runs; the ASGI edge then refuses an oversized one before Django reads it, and nothing
-    # is staged or recorded.
+    # The ASGI edge refuses an oversized upload before Django reads it; nothing is staged or
+    # recorded.
     with psycopg.connect(env["DATABASE_URL"]) as conn:
         jobs_before = conn.execute("SELECT count(*) FROM clinic_app_ingestjob").fetchone()
     with httpx.Client(base_url=server.base_url, cookies=cookies, timeout=60) as client:
@@ -169,3 +168,31 @@ def test_an_upload_is_ingested_by_the_celery_worker_with_live_progress(
     assert "larger than the limit" in response.text
     with psycopg.connect(env["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM clinic_app_ingestjob").fetchone() == jobs_before
+
+
+def test_an_oversized_upload_is_refused_on_its_headers_before_any_body_is_sent(
+    stack: tuple[Server, dict[str, str]],
+) -> None:
+    """A client declares 50 GB and sends none of it: the server answers 413 at once and closes
+    the connection, so the body is never read, buffered or spooled to disk."""
+    import socket
+    import time
+
+    server, _ = stack
+    request = (
+        "POST /guidelines/upload/ HTTP/1.1\r\n"
+        f"Host: {server.host}:{server.port}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        "Content-Length: 50000000000\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(request)  # headers only
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert time.monotonic() - started < 10
