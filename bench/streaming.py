@@ -1,7 +1,8 @@
 """Benchmark: N clinicians asking at once, streamed end to end, against a fixed-rate backend.
 
-The real production path: websocket clients -> daphne (AskConsumer) -> Celery worker process
-(thread pool as large as N) -> VLLMBackend -> the channel layer on Redis -> back to the clients.
+The real production path: websocket clients -> uvicorn (AskConsumer) -> Celery worker processes
+(``--workers``, thread pools adding up to N) -> VLLMBackend -> the channel layer on Redis -> back
+to the clients, with PostgreSQL as the database (the worker checkpoints the streamed text).
 The model is a tiny vLLM-compatible server in its own process that streams ``M`` tokens at a
 fixed rate; every token's text carries its index and the server's send time (`` w17@<unix us>``),
 so each client computes the latency the app adds per token (receive time - send time) and checks
@@ -15,7 +16,7 @@ concurrency, is a bare streaming httpx client reading the same fixed-rate server
 Targets: zero lost or duplicated chunks and tokens (hard); latency is reported with its ratio to
 the baseline, without a hard target. Writes ``bench/results/streaming.json``.
 
-    .venv/bin/python bench/streaming.py [--quick] [--tokens 60] [--interval-ms 20]
+    .venv/bin/python bench/streaming.py [--quick] [--tokens 300] [--interval-ms 20] [--workers 2]
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ if str(ROOT) not in sys.path:
 
 MODEL = "fixed-rate-model"
 REDIS_URL = "redis://127.0.0.1:6379/11"
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DATABASE = "clinic_bench_streaming"
 TOKEN = re.compile(r" w(\d+)@(\d+)")
 STREAM_TIMEOUT_S = 240.0
 
@@ -310,14 +313,28 @@ async def app_round(ws_url: str, headers: dict[str, str], questions: list[str]) 
 
 
 def start_stack(args: argparse.Namespace, concurrency: int, work: Path) -> tuple[Any, ...]:
-    """Fixed-rate backend, seeded app, Celery worker (thread pool) and daphne; returns them."""
-    import httpx
+    """Fixed-rate backend, seeded app on a scratch PostgreSQL database, ``--workers`` Celery
+    worker processes (thread pools sharing ``concurrency``) and uvicorn; returns them."""
     import redis
-
-    from tests.live import BIN, PYTHON, app_env, free_port, seed, spawn, start_server
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     processes: list[Any] = []
+    try:
+        return _start_stack(args, concurrency, work, processes)
+    except BaseException:
+        for p in reversed(processes):  # main() never sees these: stop them here
+            p.stop()
+        raise
+
+
+def _start_stack(
+    args: argparse.Namespace, concurrency: int, work: Path, processes: list[Any]
+) -> tuple[Any, ...]:
+    import httpx
+    import psycopg
+
+    from tests.live import BIN, PYTHON, app_env, free_port, seed, spawn, start_server
+
     port = free_port()
     backend = spawn(
         "bench-streaming-backend",
@@ -337,8 +354,12 @@ def start_stack(args: argparse.Namespace, concurrency: int, work: Path) -> tuple
             time.sleep(0.1)
     else:
         raise RuntimeError(f"fixed-rate backend did not start:\n{backend.log()}")
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
     env = app_env(
         work,
+        DATABASE_URL=PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DATABASE}",
         REDIS_URL=REDIS_URL,
         INFERENCE_BACKEND="vllm",
         VLLM_BASE_URL=backend_url,
@@ -350,21 +371,26 @@ def start_stack(args: argparse.Namespace, concurrency: int, work: Path) -> tuple
         STREAM_FLUSH_MS=str(args.flush_ms),
     )
     seed(env)
-    worker = spawn(
-        "bench-streaming-worker",
-        [
-            *(str(BIN / "celery"), "-A", "clinic_app.celery", "worker", "--loglevel=INFO"),
-            *("--pool=threads", f"--concurrency={concurrency}"),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-        ],
-        env,
-    )
-    processes.append(worker)
-    deadline = time.monotonic() + 120
-    while not re.search(r"celery@\S+ ready", worker.log()):
-        if worker.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start:\n{worker.log()}")
-        time.sleep(0.3)
+    threads = -(-concurrency // args.workers)
+    workers = [
+        spawn(
+            f"bench-streaming-worker-{i}",
+            [
+                *(str(BIN / "celery"), "-A", "clinic_app.celery", "worker", "--loglevel=INFO"),
+                *("--pool=threads", f"--concurrency={threads}", "-n", f"bench{i}@%h"),
+                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+            ],
+            env,
+        )
+        for i in range(args.workers)
+    ]
+    processes.extend(workers)
+    deadline = time.monotonic() + 180
+    for worker in workers:
+        while not re.search(r"\S+@\S+ ready\.", worker.log()):
+            if worker.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{worker.log()}")
+            time.sleep(0.3)
     server = start_server(env, name="bench-streaming-server")
     processes.append(server.process)
     return processes, server, env, backend_url
@@ -373,7 +399,11 @@ def start_stack(args: argparse.Namespace, concurrency: int, work: Path) -> tuple
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 5 and 25 instead of 25 and 100")
-    parser.add_argument("--tokens", type=int, default=60, help="tokens per answer (M)")
+    # 300 tokens at 20 ms: each answer streams for 6 s, long enough that all N overlap.
+    parser.add_argument("--tokens", type=int, default=300, help="tokens per answer (M)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (threads split evenly)"
+    )
     parser.add_argument("--interval-ms", type=float, default=20.0, help="backend token interval")
     parser.add_argument("--flush-ms", type=int, default=75, help="STREAM_FLUSH_MS for the app")
     parser.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -432,6 +462,10 @@ def main(argv: list[str]) -> int:
             p.stop()
         try:
             redis.Redis.from_url(REDIS_URL).flushdb()
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
         finally:
             shutil.rmtree(work, ignore_errors=True)
     machine["cpu_pressure_avg10_end"] = cpu_pressure()
@@ -440,11 +474,13 @@ def main(argv: list[str]) -> int:
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine,
         "setup": {
-            "path": "websockets -> daphne -> Celery worker (threads) -> VLLMBackend; "
-            "chunks via RedisPubSubChannelLayer on Redis; SQLite database",
+            "path": "websockets -> uvicorn -> Celery worker (threads) -> VLLMBackend; "
+            "chunks via RedisPubSubChannelLayer on Redis; PostgreSQL database; text "
+            "checkpointed at most every STREAM_CHECKPOINT_MS (default 250 ms)",
             "stream_flush_ms": args.flush_ms,
             "backend": f"fixed-rate server, {args.tokens} tokens every {args.interval_ms:g} ms",
-            "worker_pool": f"threads, concurrency {max(sizes)}",
+            "worker_pool": f"{args.workers} processes, threads, "
+            f"concurrency {-(-max(sizes) // args.workers)} each",
             "concurrency": sizes,
             "quick": args.quick,
         },
@@ -510,6 +546,17 @@ def rows_for(n: int, app: Round, base: Round, args: argparse.Namespace) -> list[
             baseline_p95_ms=round(percentile(base.first, 0.95), 2),
             ask_to_first_token_p50_ms=round(percentile(app.ask_to_first, 0.5), 1),
             ask_to_first_token_p95_ms=round(percentile(app.ask_to_first, 0.95), 1),
+        )
+    )
+    peak = max(app.peak_streaming, default=0)
+    rows.append(
+        result(
+            f"concurrent_streams@{n}",
+            peak,
+            "streams",
+            target=f"== {n} (every answer streaming at the same moment)",
+            meets=peak == n,
+            note="most answers between their first and last chunk at one instant",
         )
     )
     rows.append(

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from clinic_app import runtime
@@ -260,6 +260,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     started = time.monotonic()
 
     # 1. Retrieve: embed the question and search the live index.
+    _release_database()  # embedding can queue behind other answers' for a while
     result = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K)
     passages = {
         p.pk: p
@@ -344,6 +345,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         "model_version": backend.info.version,
         "prompt_sha256": answer.prompt_sha256,
     }
+    _release_database()  # the model may write for minutes
     text, outcome = _stream(backend, prompt.text, prompt.stop, answer_id, sink)
     details["latency_ms"] = int((time.monotonic() - started) * 1000)
     if outcome is not None:
@@ -371,6 +373,19 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
     )
+
+
+def _release_database() -> None:
+    """Give this thread's database connection back before work that needs none.
+
+    A worker writes many answers at once, one thread each; threads holding idle connections
+    through retrieval and generation would cap concurrent answers at the database's connection
+    limit (PostgreSQL's default is 100) instead of the model server's capacity. The next query
+    reconnects; streamed-text checkpoints are saved by the sink's writer on its own connection.
+    Inside a transaction (the tests' own) the connection is kept.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _stream(

@@ -183,6 +183,39 @@ class ChannelSink:
             final=True,
         )
 
+    def abandon(self, message: str) -> None:
+        """End the stream with a failure that could not be saved (see ``unrecorded_failure``)."""
+        self._buffer.clear()
+        self.finish(unrecorded_failure(self.answer_id, message))
+
+
+def unrecorded_failure(answer_id: int, message: str) -> dict[str, Any]:
+    """The final state of an answer that could not be recorded (the database is unreachable),
+    shaped like a persisted answer so the page shows it like any other failure."""
+    return {
+        "id": answer_id,
+        "question": "",
+        "status": "failed",
+        "text": "",
+        "message": message,
+        "disclaimer": "",
+        "flags": [],
+        "citations": [],
+        "chunks_sent": 0,
+        "attempts": 0,
+        "feedback": None,
+        "recorded": False,
+        "basis": {
+            "backend": "",
+            "model": "",
+            "model_version": "",
+            "index_version": None,
+            "top_score": None,
+            "asked_at": None,
+            "finished_at": None,
+        },
+    }
+
 
 class CollectingSink:
     """Keeps the streamed chunks in memory; used by the command line and by tests."""

@@ -13,12 +13,22 @@ from functools import partial
 
 from celery import Task
 from django.conf import settings
+from django.db import DatabaseError
 
 from clinic_app import library, services
 from clinic_app.celery import app
+from clinic_app.checkpoints import CheckpointWriter
 from clinic_app.streaming import ChannelSink
 
 log = logging.getLogger(__name__)
+
+# Streamed-text checkpoints of this process's answers, saved on one connection (see checkpoints).
+_checkpoints = CheckpointWriter(services.answer_checkpoint)
+DB_RETRY_S = 5
+DB_UNAVAILABLE_MESSAGE = (
+    "The answer could not be generated: the database is unavailable. Try again in a minute; "
+    "if this persists, contact support."
+)
 
 # Embedded default: tasks run in this process, on threads, so the consumer's loop never blocks.
 _inprocess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="answer-task")
@@ -36,16 +46,26 @@ _library_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-ta
 )
 def generate_answer(self: Task, answer_id: int) -> None:
     """Generate and stream the answer ``answer_id`` (idempotent)."""
-    sink = ChannelSink(answer_id, checkpoint=partial(services.answer_checkpoint, answer_id))
+    sink = ChannelSink(answer_id, checkpoint=partial(_checkpoints.submit, answer_id))
     try:
         services.answer_generate(answer_id=answer_id, sink=sink)
-    except Exception:
+    except Exception as exc:
         log.exception("answer %s: task failed", answer_id)
-        services.answer_fail(
-            answer_id=answer_id,
-            message="The answer could not be generated because of an internal error.",
-            sink=sink,
-        )
+        try:
+            services.answer_fail(
+                answer_id=answer_id,
+                message="The answer could not be generated because of an internal error.",
+                sink=sink,
+            )
+        except DatabaseError:
+            # The database is unreachable (down, or out of connections): nothing can be saved.
+            # Try once more shortly; after that, tell the page instead of leaving it waiting.
+            if isinstance(exc, DatabaseError) and self.request.retries < self.max_retries:
+                log.warning(
+                    "answer %s: database unavailable; retrying in %ss", answer_id, DB_RETRY_S
+                )
+                raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
+            sink.abandon(DB_UNAVAILABLE_MESSAGE)
         raise
 
 

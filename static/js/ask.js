@@ -166,7 +166,7 @@
     const rows = [["Model", `${a.basis.model || "—"} ${a.basis.model_version || ""} (${a.basis.backend || "not called"})`],
       ["Index version", a.basis.index_version ?? "—"], ["Best passage score", a.basis.top_score == null ? "—" : a.basis.top_score.toFixed(3)],
       ["Asked", a.basis.asked_at], ["Finished", a.basis.finished_at || "—"]];
-    for (const [k, v] of rows) { const dt = document.createElement("dt"), dd = document.createElement("dd"); dt.textContent = k; dd.textContent = String(v); basis.append(dt, dd); }
+    for (const [k, v] of rows) { const dt = document.createElement("dt"), dd = document.createElement("dd"); dt.textContent = k; dd.textContent = String(v ?? "—"); basis.append(dt, dd); }
     $("basis").hidden = false;
     renderFeedback(a);
     addHistory(a);
