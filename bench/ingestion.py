@@ -3,7 +3,9 @@
 1. A deterministic JSONL collection in the Meditron guidelines format (``id, source, title,
    clean_text, raw_text, url, overview``): guideline-like Markdown (``#`` title, ``##``
    sections, paragraphs and bullet lists of clinical-sounding sentences from word lists, seeded
-   RNG), 150 to 1,500 words per record.
+   RNG), ``--words MIN,MAX`` words per record: 60 to 240 by default (abstract-sized, about one
+   passage each, so the 20K-record run takes well under an hour on 2 cores); ``--words
+   150,1500`` gives guideline-sized records, about four passages each.
 2. Candidate, in a child process on a scratch SQLite database and VAR_DIR (the embedded
    default: no DATABASE_URL, no Redis): migrate, a guideline admin, then the upload path
    without HTTP. ``library.ingest_job_create`` stages the file and, on commit, queues the
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
 
 SEED = 6
+DEFAULT_WORDS = (60, 240)
 TARGET_RATIO = 0.5
 EMBED_BATCH = 256  # what index_publish hands the embedder per call
 POLL_S = 0.25  # job row polling, as the progress page does
@@ -190,12 +193,14 @@ def _fill(rng: random.Random, template: str, condition: str, population: str) ->
     return text[0].upper() + text[1:]
 
 
-def guideline_record(rng: random.Random, number: int) -> dict[str, str]:
-    """One Meditron-format record of 150 to 1,500 words of guideline-like Markdown."""
+def guideline_record(
+    rng: random.Random, number: int, words: tuple[int, int] = DEFAULT_WORDS
+) -> dict[str, str]:
+    """One Meditron-format record of guideline-like Markdown, ``words`` (min, max) long."""
     condition, population = rng.choice(CONDITIONS), rng.choice(POPULATIONS)
     title = rng.choice(TITLE_FORMS).format(condition=condition, population=population)
     title = title[0].upper() + title[1:]
-    target = rng.randint(150, 1500)
+    target = rng.randint(*words)
     lines, words = [f"# {title}", ""], 0
     headings = list(SECTIONS)
     overview = ""
@@ -239,19 +244,22 @@ def guideline_record(rng: random.Random, number: int) -> dict[str, str]:
     }
 
 
-def write_collection(path: Path, records: int, seed: int = SEED) -> dict[str, Any]:
+def write_collection(
+    path: Path, records: int, seed: int = SEED, words: tuple[int, int] = DEFAULT_WORDS
+) -> dict[str, Any]:
     """Write ``records`` lines of JSONL to ``path``; returns its size and word counts."""
     rng = random.Random(seed)
-    words = 0
+    total = 0
     with open(path, "w", encoding="utf-8") as out:
         for number in range(records):
-            record = guideline_record(rng, number)
-            words += len(record["clean_text"].split())
+            record = guideline_record(rng, number, words)
+            total += len(record["clean_text"].split())
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return {
         "records": records,
         "bytes": path.stat().st_size,
-        "words_mean": round(words / records),
+        "words_mean": round(total / records),
+        "words_range": list(words),
         "seed": seed,
     }
 
@@ -489,10 +497,27 @@ def run_child(role: str, work: Path, records: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- main
 
 
+def _word_range(value: str) -> tuple[int, int]:
+    low, _, high = value.partition(",")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX words, not {value!r}") from None
+    if not 20 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 20 <= MIN <= MAX, not {value!r}")
+    return bounds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2,000 records instead of 20,000")
     parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument(
+        "--words",
+        type=_word_range,
+        default=DEFAULT_WORDS,
+        help="MIN,MAX words per record (default %(default)s)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("ROLE", "WORK", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = 2_000 if args.quick else args.records
@@ -508,7 +533,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingestion-") as tmp:
         work = Path(tmp)
         generating = time.perf_counter()
-        collection = write_collection(work / "guidelines.jsonl", n)
+        collection = write_collection(work / "guidelines.jsonl", n, words=args.words)
         collection["generate_s"] = round(time.perf_counter() - generating, 1)
         print(f"bench ingestion: {collection}", flush=True)
         cand = run_child("candidate", work, n)
