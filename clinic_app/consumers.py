@@ -95,6 +95,9 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
             await self._error("Malformed follow request.")
             return
         await self._join(answer_id)
+        await database_sync_to_async(services.answer_expire_if_stale)(
+            user=self.scope["user"], answer_id=answer_id
+        )
         payload = await database_sync_to_async(self._answer_payload)(answer_id)
         if payload is None:
             await self._error("Answer not found.", answer_id=answer_id)

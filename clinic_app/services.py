@@ -38,7 +38,7 @@ from clinic_app.models import (
     Question,
 )
 from clinic_app.selectors import answer_payload
-from clinic_app.streaming import AnswerSink
+from clinic_app.streaming import AnswerSink, CollectingSink
 from inference.backends.base import Backend
 from inference.citations import check_answer
 from inference.errors import BackendError, Cancelled
@@ -418,6 +418,47 @@ def _stream(
     if cancel.is_set():
         return "".join(parts), _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled.")
     return "".join(parts), None
+
+
+STALE_MESSAGE = (
+    "The answer did not finish: the worker writing it stopped responding. Please ask again."
+)
+
+
+def answer_stale_after() -> timedelta:
+    """How long an unfinished answer may go without finishing before it is declared failed.
+
+    An attempt ends by its task's time limit; one whose worker died is redelivered within the
+    broker's visibility timeout and starts again (resetting ``started_at``). Past both, nothing
+    is coming. A queued answer gets the same allowance from when it was asked."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + settings.CELERY_VISIBILITY_TIMEOUT)
+
+
+def answer_expire_if_stale(*, user: User, answer_id: int) -> bool:
+    """Mark the user's unfinished answer failed if it is past ``answer_stale_after``.
+
+    Called when a page resumes an answer, so a clinician never waits on one whose task was lost
+    (for example while the database was unreachable). A task that turns up later finds the
+    answer final and only re-announces it. Returns whether it expired the answer."""
+    with transaction.atomic():
+        answer = (
+            Answer.objects.select_for_update()
+            .select_related("question__user")
+            .filter(pk=answer_id, question__user=user)
+            .first()
+        )
+        if answer is None or answer.is_final:
+            return False
+        since = answer.started_at or answer.question.created_at
+        if timezone.now() - since < answer_stale_after():
+            return False
+        _finish(
+            answer,
+            _Outcome(AnswerStatus.FAILED, text=answer.text, message=STALE_MESSAGE),
+            CollectingSink(),
+            {"error": "stale", "since": since.isoformat(), "attempts": answer.attempts},
+        )
+    return True
 
 
 def answer_checkpoint(answer_id: int, attempt: int, seq: int, text: str) -> bool:

@@ -115,3 +115,48 @@ async def test_bad_messages_get_a_clear_error_and_the_socket_stays_open(
     await ws.send_to(text_data='{"action": "dance"}')
     assert (await ws.receive_json_from(timeout=10))["type"] == "error"
     await ws.disconnect()
+
+
+async def test_following_an_answer_whose_task_was_lost_ends_it_with_a_clear_failure() -> None:
+    """An answer left streaming past the task time limit plus the broker's redelivery window
+    (its task was lost, e.g. while the database was down) is failed when the page resumes it,
+    instead of leaving the clinician waiting; a fresh one is left alone."""
+    from datetime import timedelta
+
+    from channels.db import database_sync_to_async
+    from django.utils import timezone
+
+    from clinic_app import services
+    from clinic_app.models import Answer, AnswerStatus, AuditEvent
+
+    clinician = (await users())["clinician"]
+
+    def streaming_answer(age: timedelta) -> int:
+        answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
+        Answer.objects.filter(pk=answer.pk).update(
+            status=AnswerStatus.STREAMING,
+            attempts=1,
+            text="The first part",
+            started_at=timezone.now() - age,
+        )
+        return answer.pk
+
+    limit = services.answer_stale_after()
+    lost = await database_sync_to_async(streaming_answer)(limit + timedelta(seconds=5))
+    fresh = await database_sync_to_async(streaming_answer)(limit - timedelta(seconds=60))
+    ws, connected, _ = await connect(clinician)
+    assert connected
+    await ws.send_json_to({"action": "follow", "answer_id": lost})
+    snapshot = await ws.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["answer"]["status"] == "failed"
+    assert snapshot["answer"]["message"] == services.STALE_MESSAGE
+    assert snapshot["answer"]["text"] == "The first part"  # what was saved is kept
+    await ws.send_json_to({"action": "follow", "answer_id": fresh})
+    snapshot = await ws.receive_json_from(timeout=10)
+    assert snapshot["answer"]["status"] == "streaming"
+    await ws.disconnect()
+    audited = await database_sync_to_async(
+        lambda: list(AuditEvent.objects.filter(action="answer.failed").values_list("object_id"))
+    )()
+    assert audited == [(str(lost),)]
