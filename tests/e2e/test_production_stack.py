@@ -31,6 +31,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests import live
 from tests.conftest import ANSWERABLE_QUESTION
 from tests.e2e.conftest import TRACK_SOCKETS, VIEWPORT, sign_in, wait_until_connected
+from tests.e2e.test_clinician_flow import watch_stream
 from tests.inference.conftest import ROOT, VLLMServer, VLLMStartError, launch_vllm_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -171,20 +172,12 @@ def test_an_answer_streams_from_vllm_through_celery_and_redis_and_opens_its_sour
     page: Page, stack: live.Server, screenshots: Path
 ) -> None:
     ask(page, ANSWERABLE_QUESTION)
-    lengths: list[int] = []
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        state = page.evaluate(
-            """() => { const t = document.getElementById('answer-text');
-                       return {n: t.textContent.length, streaming: t.classList.contains('streaming')}; }"""
-        )
-        if not state["streaming"]:
-            break
-        if state["n"] and (not lengths or lengths[-1] != state["n"]):
-            lengths.append(state["n"])
-            if len(lengths) == 5:
-                page.screenshot(path=screenshots / "production-streaming.png", full_page=True)
-        time.sleep(0.05)
+
+    def screenshot_mid_stream(lengths: list[int]) -> None:
+        if len(lengths) == 5:
+            page.screenshot(path=screenshots / "production-streaming.png", full_page=True)
+
+    lengths = watch_stream(page, screenshot_mid_stream)
     assert len(lengths) >= 5 and lengths == sorted(lengths), f"streamed in increments: {lengths}"
     # However long its words (this model writes few spaces), the answer wraps inside the page.
     overflow = page.evaluate(
