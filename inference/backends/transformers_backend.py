@@ -30,6 +30,7 @@ from transformers import (
 
 from inference.errors import BackendError, BackendUnavailable, Cancelled, ContextOverflow
 from inference.types import GenerationRequest, ModelInfo
+from retrieval.hardware import dtype_log_once, dtype_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +122,19 @@ class TransformersBackend:
         *,
         model_path: str,
         device: str = "cpu",
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         threads: int | None = None,
         context_tokens: int = 32768,
         model_name: str = "",
     ) -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        # auto: bf16 only where the hardware computes it natively (emulated bf16 is 5-6x slower).
+        self.dtype_choice = dtype_resolve(dtype, device=device)
+        self.requested_dtype = dtype
+        dtype = self.dtype_choice.dtype
+        if dtype not in _DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
         self.model_path = Path(model_path).expanduser().resolve()
         self.device = device
         self.dtype = dtype
@@ -184,6 +189,7 @@ class TransformersBackend:
             torch.get_num_threads(),
             time.perf_counter() - started,
         )
+        dtype_log_once("embedded model", self.requested_dtype, self.dtype_choice)
         return LoadedModel(model=model, tokenizer=tokenizer, lock=threading.Lock())
 
     def count_tokens(self, text: str) -> int:
