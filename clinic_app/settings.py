@@ -143,7 +143,8 @@ CELERY_TASK_IGNORE_RESULT = True
 INDEX_DIR = Path(env_str("INDEX_DIR", str(VAR_DIR / "index")))
 EMBEDDER_MODEL = env_str("EMBEDDER_MODEL", "bundled")
 EMBEDDER_DEVICE = env_str("EMBEDDER_DEVICE", "cpu")
-EMBEDDER_DTYPE = env_choice("EMBEDDER_DTYPE", "bfloat16", ("bfloat16", "float32"))
+# auto: bfloat16 where the CPU computes it natively (AVX512-BF16/AMX) or on CUDA, else float32.
+EMBEDDER_DTYPE = env_choice("EMBEDDER_DTYPE", "auto", ("auto", "bfloat16", "float32"))
 CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 200, minimum=32)
 RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which the best passage is not evidence enough to answer.
@@ -172,7 +173,7 @@ EMBEDDED_MODEL = env_choice(
     "qwen2.5-coder-0.5b-instruct",
     ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"),
 )
-EMBEDDED_MODEL_DTYPE = env_choice("EMBEDDED_MODEL_DTYPE", "bfloat16", ("bfloat16", "float32"))
+EMBEDDED_MODEL_DTYPE = env_choice("EMBEDDED_MODEL_DTYPE", "auto", ("auto", "bfloat16", "float32"))
 TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0)
 VLLM_BASE_URL = env_str("VLLM_BASE_URL", "http://127.0.0.1:8001")
 VLLM_MODEL = env_str("VLLM_MODEL", "epfl-llm/meditron-7b")
