@@ -45,9 +45,12 @@ vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (ti
 browser: ## Install Debian's chromium for browser tests (if missing)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-setup: models ## Migrate, create demo accounts and build the demo index (idempotent)
+# The app refuses to start (DEBUG=0) without a secret key: the embedded default keeps one here.
+$(VAR)/secret_key:
 	@mkdir -p $(VAR)
-	@test -s $(VAR)/secret_key || $(VPY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(VAR)/secret_key
+	@umask 077 && python3 -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+setup: models $(VAR)/secret_key ## Migrate, create demo accounts and build the demo index (idempotent)
 	$(VPY) manage.py migrate --noinput -v0
 	$(VPY) manage.py setup_demo
 	$(VPY) manage.py collectstatic --noinput -v0
@@ -65,7 +68,7 @@ test: models vllm browser ## Run the whole test suite (unit, integration, browse
 test-fast: models ## Unit and service tests only (no browser, no live servers)
 	$(VPY) -m pytest -m "not e2e and not integration" $(PYTEST_ARGS)
 
-check: install ## ruff format check, ruff lint, mypy
+check: install $(VAR)/secret_key ## ruff format check, ruff lint, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
@@ -74,7 +77,7 @@ format: install ## Format and auto-fix lint
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: models ## Run benchmarks (BENCH=<name> for one); results in bench/results/
+bench: models $(VAR)/secret_key ## Run benchmarks (BENCH=<name> for one); results in bench/results/
 	$(VPY) bench/run.py $(BENCH)
 
 evaluate: setup ## Evaluate the demo question set on the demo index (report: var/eval, EVAL_DIR=)
@@ -82,7 +85,7 @@ evaluate: setup ## Evaluate the demo question set on the demo index (report: var
 		--format questions-jsonl $(if $(LIMIT),--limit $(LIMIT)) $(EVAL_ARGS) \
 		--output $(EVAL_DIR)/demo_questions.json
 
-evaluate-pubmedqa: models ## PubMedQA dev set in a scratch index (PUBMEDQA=file, LIMIT=n; report: var/eval)
+evaluate-pubmedqa: models $(VAR)/secret_key ## PubMedQA dev set in a scratch index (PUBMEDQA=file, LIMIT=n; report: var/eval)
 	$(VPY) manage.py evaluate --dataset $(PUBMEDQA) --format pubmedqa \
 		$(if $(LIMIT),--limit $(LIMIT)) $(EVAL_ARGS) --output $(EVAL_DIR)/pubmedqa.json
 

@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from clinic_app.audit import audit_record
 from clinic_app.models import Answer, Guideline, IndexVersion, Question
@@ -51,7 +51,41 @@ class AuditedAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 class ClinicalRecordAdmin(admin.ModelAdmin):
-    """Questions and answers as the clinician saw them: viewable, never edited or deleted."""
+    """Questions and answers as the clinician saw them: viewable, never edited or deleted.
+
+    Staff reading the clinical record is itself recorded (``admin.viewed``), as auditors'
+    reading is: one event per list shown (with its filters) and one per record opened.
+    """
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if response.status_code == 200:
+            filters = {k: v[:200] for k, v in sorted(request.GET.items())}
+            self._audit_viewed(request, object_id="", details={"view": "list", "filters": filters})
+        return response
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # Only a record actually shown: a refused POST or a missing object is no view.
+        if response.status_code == 200:
+            self._audit_viewed(request, object_id=object_id, details={"view": "object"})
+        return response
+
+    def _audit_viewed(self, request: HttpRequest, *, object_id: str, details: Any) -> None:
+        audit_record(
+            action="admin.viewed",
+            actor=request.user,
+            object_type=self.model._meta.model_name or "",
+            object_id=object_id,
+            source_ip=str(request.META.get("REMOTE_ADDR", "")),
+            details=details,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -9,7 +9,7 @@ class ClinicAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from clinic_app import signals  # noqa: F401  (connects the audit receivers)
+        from clinic_app import login_lockout, signals  # noqa: F401  (connect the audit receivers)
         from clinic_app.audit_triggers import connection_prepare
 
         connection_created.connect(connection_prepare, dispatch_uid="clinic_audit_guard")

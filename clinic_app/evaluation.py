@@ -577,7 +577,7 @@ def run_config(*, generate: bool) -> dict[str, Any]:
         "index_passages": live.passage_count if live else 0,
         "guidelines": Guideline.objects.filter(active=True).count(),
         "embedder": runtime.get_embedder().model_name,
-        "embedder_dtype": settings.EMBEDDER_DTYPE,
+        "embedder_dtype": runtime.get_embedder().dtype,
         "retrieval_top_k": settings.RETRIEVAL_TOP_K,
         "retrieval_min_score": settings.RETRIEVAL_MIN_SCORE,
         "retrieval_fusion": settings.RETRIEVAL_FUSION,

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from retrieval.errors import DocumentError, IndexUnavailable
 from retrieval.index import VectorIndex, set_current
 from retrieval.isolated import parse_isolated
 from retrieval.types import Document, DocumentMeta
+from retrieval.urls import safe_http_url
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class IngestReport:
     documents_unchanged: int = 0
     passages_added: int = 0
     index_version: int | None = None
+    # What parsing dropped from otherwise good documents (e.g. a URL that is not http/https).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ def guideline_store(
             organisation=doc.meta.organisation[:200],
             year=doc.meta.year,
             doi=doc.meta.doi[:200],
-            url=doc.meta.url[:500],
+            # Parsers already drop unsafe URLs; this also covers documents built elsewhere.
+            url=(safe_http_url(doc.meta.url) or "")[:500],
             sha256=sha,
             jurisdiction=extras.jurisdiction,
             review_date=extras.review_date,
@@ -176,15 +180,20 @@ def guideline_store(
 
 
 def guidelines_ingest(
-    *, documents: Iterable[Document], actor: str = "system", publish: bool = True
+    *,
+    documents: Iterable[Document],
+    actor: str = "system",
+    publish: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Store new or changed documents with their passages, then publish a new index.
 
     Identical content is skipped. The index is published only if something changed (or none
-    is live yet), and only when ``publish``.
+    is live yet), and only when ``publish``; ``progress(done, total)`` follows its passages.
     """
     report = IngestReport()
     for doc in documents:
+        report.warnings.extend(doc.warnings)
         stored = guideline_store(doc=doc, actor=actor)
         if stored.outcome == "added":
             report.documents_added += 1
@@ -192,7 +201,7 @@ def guidelines_ingest(
         else:
             report.documents_unchanged += 1
     if publish and (report.documents_added or not IndexVersion.objects.filter(live=True).exists()):
-        report.index_version = index_publish(actor=actor)
+        report.index_version = index_publish(actor=actor, progress=progress)
     return report
 
 
@@ -693,6 +702,14 @@ def _store_batch(
             guideline_id=stored.guideline_id,
             passages=stored.passages,
         )
+        # A row of its own after the document's: the job page shows its reason as it stands.
+        for warning in doc.warnings:
+            progress.item(
+                file=extras.source_name,
+                document=doc.meta.title[:200] or doc.meta.key,
+                outcome="warning",
+                reason=warning,
+            )
     progress.save(
         added=job.added + added,
         duplicates=job.duplicates + duplicates,

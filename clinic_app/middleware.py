@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
+from clinic_app.client_ip import client_ip
+
 
 @dataclass(frozen=True)
 class Acting:
@@ -34,7 +36,7 @@ class ActingUserMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         name = user.get_username() if user is not None and user.is_authenticated else ""
-        token = _acting.set(Acting(name, str(request.META.get("REMOTE_ADDR", ""))))
+        token = _acting.set(Acting(name, client_ip(request)))
         try:
             return self.get_response(request)
         finally:

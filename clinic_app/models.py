@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from retrieval.urls import safe_http_url
+
 
 class Role(models.TextChoices):
     """Django group names that grant each role."""
@@ -41,6 +43,11 @@ class Guideline(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.key})"
+
+    @property
+    def safe_url(self) -> str:
+        """``url`` if it is http(s), else "": rows stored before URLs were checked may hold any."""
+        return safe_http_url(self.url) or ""
 
     @property
     def state(self) -> str:

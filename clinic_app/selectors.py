@@ -61,6 +61,21 @@ def answer_get_for_user(*, user: User, answer_id: int) -> Answer | None:
     )
 
 
+def passage_get_servable(*, passage_id: int) -> Passage | None:
+    """The passage if its guideline is in the library now (active, not deleted); else ``None``.
+
+    Withdrawn guidelines stay in the database for the answers that cited them (those answers
+    carry their passages), but are not handed out on their own.
+    """
+    return (
+        Passage.objects.filter(
+            pk=passage_id, guideline__active=True, guideline__deleted_at__isnull=True
+        )
+        .select_related("guideline")
+        .first()
+    )
+
+
 def passage_payload(passage: Passage) -> dict[str, Any]:
     g = passage.guideline
     return {
@@ -73,7 +88,7 @@ def passage_payload(passage: Passage) -> dict[str, Any]:
             "organisation": g.organisation,
             "year": g.year,
             "doi": g.doi,
-            "url": g.url,
+            "url": g.safe_url,  # rows from before URLs were checked may hold javascript:
             "active": g.active,
         },
     }

@@ -43,6 +43,7 @@ from inference.backends.base import Backend
 from inference.citations import check_answer
 from inference.errors import BackendError, Cancelled
 from inference.prompts import PromptTooLong, SourcePassage, build_prompt
+from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
 
@@ -313,6 +314,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             count_tokens=backend.count_tokens,
             context_tokens=backend.info.context_tokens,
             max_tokens=settings.ANSWER_MAX_TOKENS,
+            # Passages and the question must not carry any special token the tokenizer knows.
+            control_tokens=backend_control_tokens(backend),
         )
     except (PromptTooLong, BackendError) as exc:
         message = str(exc) if isinstance(exc, PromptTooLong) else exc.user_message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -20,13 +23,34 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
+# Production (docker-compose) sets this: both keys must then come from the environment.
+REQUIRE_SECRET_KEY = env_bool("REQUIRE_SECRET_KEY", False)
+_KEY_HELP = (
+    "set SECRET_KEY to a random value of 50+ characters "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or run `make setup`, "
+    "which writes one to var/secret_key"
+)
 SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY and REQUIRE_SECRET_KEY:
+    raise SettingError(f"SECRET_KEY must be set in production (REQUIRE_SECRET_KEY=1): {_KEY_HELP}")
+if not SECRET_KEY and (VAR_DIR / "secret_key").exists():
+    # Embedded default: a per-installation key kept under var/ (written by `make setup`).
+    SECRET_KEY = (VAR_DIR / "secret_key").read_text().strip()
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise SettingError("SECRET_KEY must be set in production")
-    # Embedded default: a per-installation key kept under var/ (created by `make run`).
-    _key_file = VAR_DIR / "secret_key"
-    SECRET_KEY = _key_file.read_text().strip() if _key_file.exists() else "insecure-dev-key"
+    if not DEBUG:
+        raise SettingError(
+            f"No SECRET_KEY in the environment or {VAR_DIR / 'secret_key'}: {_KEY_HELP}"
+        )
+    # Development only: sessions and signed values last as long as this process.
+    SECRET_KEY = secrets.token_urlsafe(50)
+# The same bar as `check --deploy` (security.W009): a short or Django-generated placeholder key
+# lets anyone who guesses it forge sessions and password-reset links.
+if not DEBUG and (
+    len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure")
+):
+    raise SettingError(
+        f"SECRET_KEY is too weak (under 50 characters or a placeholder): {_KEY_HELP}"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list(
     "CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
@@ -41,19 +65,25 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # sign-in throttling (AccessAttempt tables; `manage.py axes_reset`)
+    "csp",  # Content-Security-Policy header
     "clinic_app.apps.ClinicAppConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "clinic_app.sessions.SessionLifetimeMiddleware",
     "clinic_app.middleware.ActingUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "clinic_app.urls"
@@ -208,12 +238,99 @@ DISCLAIMER = env_str(
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"  # the home view sends each role to its own page
 LOGOUT_REDIRECT_URL = "login"
+# A session ends this long after sign-in, or after this long without a request or websocket
+# message (clinic_app.sessions: HTTP middleware and the websocket consumer alike).
+SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=1)
+SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=1)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
+# Per websocket: answers followed at once, and messages per second (past it: dropped, error).
+WS_MAX_GROUPS_PER_SOCKET = env_int("WS_MAX_GROUPS_PER_SOCKET", 20, minimum=1)
+WS_MAX_MESSAGES_PER_SECOND = env_int("WS_MAX_MESSAGES_PER_SECOND", 10, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Behind HTTPS (SECURE_COOKIES=1) browsers are told to keep to HTTPS and plain HTTP is redirected,
+# except /healthz, which load balancers probe over plain HTTP.
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if SECURE_COOKIES else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+# Allows submitting the domain to browsers' preload lists; nothing changes until someone does.
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_SSL_REDIRECT = SECURE_COOKIES
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# A TLS-terminating proxy's header that marks HTTPS requests, as "HTTP_X_FORWARDED_PROTO,https";
+# empty: off. Set it only if the proxy overwrites that header on every request.
+_PROXY_SSL_HEADER = env_list("SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER and len(_PROXY_SSL_HEADER) != 2:
+    raise SettingError(
+        "SECURE_PROXY_SSL_HEADER must be HEADER,VALUE, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    (_PROXY_SSL_HEADER[0], _PROXY_SSL_HEADER[1]) if _PROXY_SSL_HEADER else None
+)
+# Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks). A request's
+# client address is the right-most X-Forwarded-For entry that is not one of them, and only when
+# the connection itself comes from one (clinic_app.client_ip); empty: the connecting address.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise SettingError(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+        ) from _exc
+# No inline script or style anywhere: an injected <script> or on*= attribute does not run.
+# Websockets go to this same origin, which 'self' covers. Downloaded guideline originals set a
+# stricter policy of their own (guideline_views.guideline_original), which is kept.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes refuses sign-ins after LOGIN_FAILURE_LIMIT failures for one username from one client
+# address, for LOGIN_COOLOFF_MINUTES after the last failure. Keyed on both together: locking by
+# address alone would lock out a whole hospital behind one NAT, by username alone would let
+# anyone lock a colleague out from elsewhere. Admins unlock with `manage.py axes_reset_username`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins before checking
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "clinic_app.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "clinic_app.login_lockout.login_locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins and sign-outs are already in the audit trail
+AXES_VERBOSE = False  # no start-up banner in every command's output
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# Where the Django admin lives: a deployment may move it off the path every scanner tries.
+ADMIN_URL_PATH = env_str("ADMIN_URL_PATH", "admin/")
+if not ADMIN_URL_PATH.endswith("/") or ADMIN_URL_PATH.startswith("/") or ADMIN_URL_PATH == "/":
+    raise SettingError(f"ADMIN_URL_PATH={ADMIN_URL_PATH!r} must look like 'admin/' (no leading /)")
 
 # --- Guideline uploads: checked before the body is read (ASGI) and again while it is stored.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 512_000_000, minimum=1024)
@@ -224,9 +341,18 @@ PARSE_MEMORY_MB = env_int("PARSE_MEMORY_MB", 1536, minimum=256)
 FILE_UPLOAD_TEMP_DIR = None  # large uploads stream to temporary files, never into memory
 
 # --- Audit trail: signed checkpoints of the hash chain's head, exported outside the database.
-# The key signs checkpoints (HMAC-SHA256); unset, one is derived from SECRET_KEY. Keep it, and
-# the export file, where the database's users cannot reach.
+# The key signs checkpoints (HMAC-SHA256). Keep it, and the export file, where the database's
+# users cannot reach. Production (REQUIRE_SECRET_KEY=1) must give its own: one derived from
+# SECRET_KEY falls with it. Elsewhere, unset, one is derived from SECRET_KEY.
 AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY")
+if REQUIRE_SECRET_KEY and len(AUDIT_CHECKPOINT_KEY) < 32:
+    raise SettingError(
+        "AUDIT_CHECKPOINT_KEY must be set in production (REQUIRE_SECRET_KEY=1) to a random value "
+        "of 32+ characters, unlike SECRET_KEY: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+if AUDIT_CHECKPOINT_KEY and AUDIT_CHECKPOINT_KEY == SECRET_KEY:
+    raise SettingError("AUDIT_CHECKPOINT_KEY must differ from SECRET_KEY")
 AUDIT_CHECKPOINT_EVERY = env_int("AUDIT_CHECKPOINT_EVERY", 100, minimum=0)
 AUDIT_CHECKPOINT_FILE = env_str(
     "AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit" / "checkpoints.jsonl")

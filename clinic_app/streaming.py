@@ -39,6 +39,11 @@ def answer_group(answer_id: int) -> str:
     return f"answer.{answer_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Channel-layer group that every open socket of one user joins: session events reach it."""
+    return f"user.{user_id}"
+
+
 def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Remember the ASGI server's loop: in-process tasks publish through it (in-memory layer)."""
     global _server_loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -51,5 +52,5 @@ urlpatterns = [
     path("audit/export.csv", views.audit_export_csv, name="audit-export-csv"),
     path("audit/export.jsonl", views.audit_export_jsonl, name="audit-export-jsonl"),
     path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
-    path("admin/", admin.site.urls),
+    path(settings.ADMIN_URL_PATH, admin.site.urls),
 ]

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clinic_app import audit_export, identifiers, selectors, services
 from clinic_app.audit import audit_record, audit_verify, default_checkpoint_files
-from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Passage, Role
+from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
 from clinic_app.permissions import role_required
 from clinic_app.selectors import AuditExport, AuditFilters
 
@@ -89,7 +89,7 @@ def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
 @require_GET
 @role_required(Role.CLINICIAN)
 def passage_detail(request: HttpRequest, passage_id: int) -> HttpResponse:
-    passage = Passage.objects.select_related("guideline").filter(pk=passage_id).first()
+    passage = selectors.passage_get_servable(passage_id=passage_id)
     if passage is None:
         raise Http404("passage not found")
     return JsonResponse(selectors.passage_payload(passage))

@@ -12,13 +12,18 @@ Two model profiles:
   checkpoints, which added those tokens; the released base weights do not know them.
 
 The instruction prefix is byte-identical for every question so a server's prefix cache hits.
+
+Questions and passages are untrusted: their copies of a profile's control tokens and turn
+markers are broken (``inference.sanitize``) so that only this template's own ones reach the
+model as control tokens.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from inference.sanitize import ControlMarkup, untrusted_neutralise
 
 INSTRUCTIONS = (
     "You are a clinical decision-support assistant for qualified clinicians. Answer the "
@@ -57,16 +62,40 @@ _TURN = "\n### "
 
 @dataclass(frozen=True)
 class Profile:
-    """How to lay out a prompt for one family of models."""
+    """How to lay out a prompt for one family of models.
+
+    ``markup`` is what untrusted text (question, passages, titles) must never carry into the
+    prompt intact: the template's control tokens and turn markers (see ``inference.sanitize``).
+    """
 
     name: str
     stop: tuple[str, ...]
     default_context: int
+    markup: ControlMarkup = field(default_factory=ControlMarkup)
 
+
+# "<|" begins every ChatML/Qwen2.5 control token (<|im_start|>, <|im_end|>, <|endoftext|>,
+# <|fim_prefix|>, <|file_sep|>, <|repo_name|>, ...): breaking it breaks them all, including ones
+# a later tokenizer adds. Qwen's <tool_call> tags are plain added tokens, not special, but are
+# still read atomically and mean "call a tool" to the model.
+_CHATML_MARKUP = ControlMarkup(strings=("<|", "<tool_call>", "</tool_call>"))
+# Llama-2's special tokens; "###" opens a turn and, like the role names, is a stop string.
+# "<|" too: Meditron's fine-tuned checkpoints added the ChatML tokens to their vocabulary.
+_MEDITRON_MARKUP = ControlMarkup(
+    strings=("<s>", "</s>", "<unk>", "###", "<|"),
+    roles=("User", "Assistant", "System", "Human"),
+)
 
 PROFILES: dict[str, Profile] = {
-    "chatml": Profile("chatml", stop=("<|im_end|>", "<|endoftext|>"), default_context=32768),
-    "meditron": Profile("meditron", stop=("###", "User:", "</s>"), default_context=2048),
+    "chatml": Profile(
+        "chatml",
+        stop=("<|im_end|>", "<|endoftext|>"),
+        default_context=32768,
+        markup=_CHATML_MARKUP,
+    ),
+    "meditron": Profile(
+        "meditron", stop=("###", "User:", "</s>"), default_context=2048, markup=_MEDITRON_MARKUP
+    ),
 }
 
 
@@ -95,25 +124,31 @@ class PromptTooLong(ValueError):
     """Even without any source, the question and ``max_tokens`` exceed the model's context."""
 
 
-def _source_block(number: int, source: SourcePassage) -> str:
+def _source_block(number: int, source: SourcePassage, markup: ControlMarkup) -> str:
     # Quotes are escaped so that a passage cannot close its own tag and pose as instructions.
-    title = source.title.replace('"', "'")
-    section = source.section.replace('"', "'")
-    body = source.text.replace("</source>", "</ source>")
+    # Neutralising comes last, so that no escaping can leave a control token behind.
+    title = untrusted_neutralise(source.title.replace('"', "'"), markup=markup)
+    section = untrusted_neutralise(source.section.replace('"', "'"), markup=markup)
+    body = untrusted_neutralise(source.text.replace("</source>", "</ source>"), markup=markup)
     return f'<source id="S{number}" title="{title}" section="{section}">\n{body}\n</source>'
 
 
-def _meditron_safe(source: SourcePassage) -> SourcePassage:
-    # "###" opens a turn in Meditron's layout: a passage's markdown heading must not pose as one.
-    text = re.sub(r"#{3,}", "##", source.text)
-    return source if text == source.text else replace(source, text=text)
+def render(
+    profile: Profile,
+    question: str,
+    sources: Sequence[SourcePassage],
+    *,
+    control_tokens: Iterable[str] = (),
+) -> str:
+    """Lay out instructions, sources and question for ``profile``.
 
-
-def render(profile: Profile, question: str, sources: Sequence[SourcePassage]) -> str:
-    """Lay out instructions, sources and question for ``profile``."""
-    if profile.name == "meditron":
-        sources = [_meditron_safe(s) for s in sources]
-    blocks = "\n\n".join(_source_block(i, s) for i, s in enumerate(sources, start=1))
+    The question and every field of every source are untrusted: the profile's control markup,
+    plus ``control_tokens`` (the serving tokenizer's special tokens, when the backend knows
+    them), is neutralised in them. Everything else is this module's own template.
+    """
+    markup = profile.markup.extended(control_tokens)
+    question = untrusted_neutralise(question, markup=markup)
+    blocks = "\n\n".join(_source_block(i, s, markup) for i, s in enumerate(sources, start=1))
     sources_text = blocks or "(no sources)"
     if profile.name == "chatml":
         return (
@@ -138,15 +173,18 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     context_tokens: int,
     max_tokens: int,
+    control_tokens: Iterable[str] = (),
 ) -> BuiltPrompt:
     """Fit instructions + question + sources + ``max_tokens`` into ``context_tokens``.
 
-    Sources are dropped lowest-ranked first; the question is never cut. Raises
-    :class:`PromptTooLong` when even the question alone does not fit.
+    Sources are dropped lowest-ranked first; the question is never cut (its control markup is
+    neutralised, see :func:`render`). Tokens are counted on the neutralised text, which is the
+    text sent. Raises :class:`PromptTooLong` when even the question alone does not fit.
     """
+    control_tokens = tuple(control_tokens)
     kept = list(sources)
     while True:
-        text = render(profile, question, kept)
+        text = render(profile, question, kept, control_tokens=control_tokens)
         tokens = count_tokens(text)
         if tokens + max_tokens <= context_tokens:
             return BuiltPrompt(text, kept, tokens, profile.stop, len(sources) - len(kept))

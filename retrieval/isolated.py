@@ -10,16 +10,26 @@ Protocol (child to parent, one JSON object per line): ``{"format": name}`` once,
 ``{"doc": {...}}`` per document and ``{"error": message}`` per bad record; a fatal problem is an
 ``{"error": ..., "fatal": true}`` line and exit status 1. The lines go to a temporary file and
 are read back once the child has exited, so the time limit covers parsing only.
+
+A parser exploit gets little to work with: the child inherits no secrets (its environment is
+built from an allow-list, :func:`child_environment`: no SECRET_KEY, DATABASE_URL, REDIS_URL, API
+keys or passwords) and limits itself, before it opens the file, in file size (``RLIMIT_FSIZE``:
+what it writes, its output included, so a decompression bomb cannot fill the disk), processes
+(``RLIMIT_NPROC`` 0: the parsers need no process or thread) and core dumps (none). The limits
+are set by the child itself, not by ``preexec_fn``, which may deadlock a parent that runs
+threads (Celery workers do). RLIMIT_NPROC is not enforced for root, nor for a process with
+CAP_SYS_RESOURCE: the production image runs as an unprivileged user, where it holds.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +39,49 @@ from retrieval.types import Document, DocumentMeta, Section
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MEMORY_MB = 1536
+# What the child may write (its JSON output included): at least this, and at least 4x the input
+# plus 16 MB (JSON escapes non-ASCII text as \uXXXX, so output can outgrow its input ~3x).
+DEFAULT_OUTPUT_MB = 256
 _SNIFF_BYTES = 8192
+# The child's exit status when it hit RLIMIT_FSIZE (CPython ignores SIGXFSZ, so writes fail
+# with EFBIG instead of the process being killed).
+_EXIT_OUTPUT_LIMIT = 3
+# Passed to the child: enough to run Python and decode text, nothing that could carry a secret.
+_ENV_ALLOWED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "PYTHONIOENCODING",
+        "PYTHONUTF8",
+        "PYTHONDONTWRITEBYTECODE",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+    }
+)
+_ENV_ALLOWED_PREFIXES = ("LC_",)
+
+
+def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parser child's environment: the allow-listed variables of ``parent`` (default: this
+    process's environment), one OpenMP thread and unbuffered output."""
+    source = os.environ if parent is None else parent
+    env = {
+        name: value
+        for name, value in source.items()
+        if name in _ENV_ALLOWED or name.startswith(_ENV_ALLOWED_PREFIXES)
+    }
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
 
 
 def document_to_json(doc: Document) -> dict[str, Any]:
@@ -37,6 +89,7 @@ def document_to_json(doc: Document) -> dict[str, Any]:
         "meta": asdict(doc.meta),
         "sections": [[list(s.path), s.text] for s in doc.sections],
         "source_name": doc.source_name,
+        "warnings": list(doc.warnings),
     }
 
 
@@ -45,6 +98,7 @@ def document_from_json(data: dict[str, Any]) -> Document:
         meta=DocumentMeta(**data["meta"]),
         sections=[Section(path=tuple(path), text=text) for path, text in data["sections"]],
         source_name=data.get("source_name", ""),
+        warnings=tuple(data.get("warnings", ())),
     )
 
 
@@ -56,12 +110,14 @@ def parse_isolated(
     meta: DocumentMeta | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    output_mb: int | None = None,
     on_format: Any = None,
 ) -> Iterator[Document | DocumentError]:
     """Yield the documents of ``path`` (and a :class:`DocumentError` per bad record).
 
     Raises :class:`DocumentError` when the whole file cannot be parsed: unsupported content, a
-    parser error, more than ``timeout_s`` seconds or more than ``memory_mb`` MB. ``source_name``
+    parser error, more than ``timeout_s`` seconds, more than ``memory_mb`` MB, or more than
+    ``output_mb`` MB of output (default: see ``DEFAULT_OUTPUT_MB``). ``source_name``
     (the uploader's file name) is only shown in messages and used to tell Markdown from text;
     it is never opened. ``on_format`` is called with the detected format.
     """
@@ -73,8 +129,15 @@ def parse_isolated(
         "memory_mb": memory_mb,
         "cpu_s": int(timeout_s) + 5,
     }
+    if output_mb is None:
+        try:
+            size_mb = path.stat().st_size >> 20
+        except OSError:  # the child reports a missing file as this file's failure
+            size_mb = 0
+        output_mb = max(DEFAULT_OUTPUT_MB, 4 * size_mb + 16)
+    request["output_mb"] = output_mb
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = child_environment()
     # The child writes its output to a temporary file and the limit counts its own run only:
     # storing the documents afterwards (minutes for a large collection) never eats into it.
     with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
@@ -95,6 +158,11 @@ def parse_isolated(
             ) from None
         errors.seek(0)
         stderr = errors.read(65536).decode("utf-8", "replace")
+        if process.returncode == _EXIT_OUTPUT_LIMIT:
+            # Its last line is cut short: nothing of this file is trusted.
+            raise DocumentError(
+                f"{source_name}: parsing produced more than {output_mb} MB of text; stopped"
+            )
         output.seek(0)
         fatal: str | None = None
         for raw in output:
@@ -118,7 +186,12 @@ def parse_isolated(
 
 
 def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
+    # Straight to the file descriptor, looping on short writes: at RLIMIT_FSIZE the write that
+    # crosses it is cut short and the next fails with EFBIG, whereas an unbuffered
+    # sys.stdout drops the rest of a short write without a word.
+    data = memoryview((json.dumps(message) + "\n").encode())
+    while data:
+        data = data[os.write(1, data) :]
 
 
 def _child(request: dict[str, Any]) -> int:
@@ -128,6 +201,10 @@ def _child(request: dict[str, Any]) -> int:
     memory = int(request["memory_mb"]) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (int(request["cpu_s"]), int(request["cpu_s"])))
+    output = int(request.get("output_mb", DEFAULT_OUTPUT_MB)) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (output, output))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     from retrieval.parsers import iter_meditron_jsonl, parse_bytes, sniff_format
 
@@ -170,5 +247,14 @@ def _child(request: dict[str, Any]) -> int:
         return 1
 
 
+def _main(request: dict[str, Any]) -> int:
+    try:
+        return _child(request)
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:  # RLIMIT_FSIZE, possibly while reporting another error
+            return _EXIT_OUTPUT_LIMIT
+        raise
+
+
 if __name__ == "__main__":
-    sys.exit(_child(json.loads(sys.argv[1])))
+    sys.exit(_main(json.loads(sys.argv[1])))

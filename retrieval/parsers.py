@@ -25,6 +25,7 @@ from typing import Any
 from retrieval.errors import DocumentError
 from retrieval.markdown import parse_markdown
 from retrieval.types import Document, DocumentMeta, Section
+from retrieval.urls import safe_http_url
 
 FORMATS = ("auto", "pdf", "html", "markdown", "text", "meditron-jsonl", "pubmedqa")
 COLLECTION_FORMATS = ("meditron-jsonl", "pubmedqa")
@@ -436,15 +437,33 @@ def _record_document(record: Any, *, where: str) -> Document:
     source = str(record.get("source") or "")
     title = str(record.get("title") or "").strip()
     url = str(record.get("url") or "")
-    meta = DocumentMeta(
-        key=f"meditron/{source or 'unknown'}/{rid}",
-        title=title or f"{source} guideline {rid}".strip(),
-        organisation=source,
-        url=url,
-        doi=_doi_from_url(url),
+    meta, warnings = _with_safe_url(
+        DocumentMeta(
+            key=f"meditron/{source or 'unknown'}/{rid}",
+            title=title or f"{source} guideline {rid}".strip(),
+            organisation=source,
+            url=url,
+            doi=_doi_from_url(url),  # shown as text, never linked: a doi: URI still names it
+        ),
+        f"record {str(rid)[:80]} ({where})",
     )
     # clean_text uses markdown-style headings; the title heading is already in ``meta``.
-    return parse_markdown(text, meta=meta, source_name=where)
+    doc = parse_markdown(text, meta=meta, source_name=where)
+    return replace(doc, warnings=(*doc.warnings, *warnings)) if warnings else doc
+
+
+def _url_dropped(where: str) -> str:
+    return f"{where}: url dropped (scheme not http/https)"
+
+
+def _with_safe_url(meta: DocumentMeta, where: str) -> tuple[DocumentMeta, tuple[str, ...]]:
+    """``meta`` with its URL kept only if http(s), and the warning when it was dropped."""
+    if not meta.url.strip():
+        return replace(meta, url=""), ()
+    url = safe_http_url(meta.url)
+    if url is None:
+        return replace(meta, url=""), (_url_dropped(where),)
+    return replace(meta, url=url), ()
 
 
 def _doi_from_url(url: str) -> str:
@@ -610,6 +629,8 @@ def parse_bytes(
     if format == "pubmedqa":
         return parse_pubmedqa(data, source_name=name)
     meta = meta or DocumentMeta(key=f"file/{Path(name).stem}", title="")
+    # The caller's URL (upload form, command line) goes where a record's would: same check.
+    meta, warnings = _with_safe_url(meta, name)
     doc: Document
     if format == "pdf":
         doc = parse_pdf(data, meta=meta, source_name=source_name, max_bytes=max_bytes)
@@ -627,6 +648,8 @@ def parse_bytes(
             meta = replace(meta, title=_title_from_name(source_name))
         parse = parse_markdown if format == "markdown" else parse_text
         doc = parse(data, meta=meta, source_name=source_name, max_bytes=max_bytes)
+    if warnings:
+        doc = replace(doc, warnings=(*doc.warnings, *warnings))
     return ParseResult(documents=[doc])
 
 

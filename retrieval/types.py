@@ -44,6 +44,9 @@ class Document:
     meta: DocumentMeta
     sections: list[Section] = field(default_factory=list)
     source_name: str = ""
+    # What the parser dropped or changed without failing the document (an unsafe URL...),
+    # for the ingest report.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -42,6 +43,12 @@ def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
         QUESTION_RATE_PER_MINUTE="120",
     )
     env.update(overrides)
+    if not env.get("SECRET_KEY"):
+        # The app refuses to start without a key: each instance keeps one, as `make setup` does.
+        key_file = Path(env["VAR_DIR"]) / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(50))
     return env
 
 

@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from inference.errors import BackendError, BackendUnavailable, Cancelled, ContextOverflow
+from inference.sanitize import tokenizer_control_tokens
 from inference.types import GenerationRequest, ModelInfo
 from retrieval.hardware import dtype_log_once, dtype_resolve
 
@@ -195,6 +196,14 @@ class TransformersBackend:
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes, counted exactly as ``stream`` tokenizes a prompt."""
         return len(self.load().tokenizer(text)["input_ids"])
+
+    def control_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special tokens, for prompts to neutralise in untrusted text.
+
+        ``stream`` lets the tokenizer parse special tokens in the prompt (the template needs
+        them), so every one it knows must be broken where a passage or question carries it.
+        """
+        return tokenizer_control_tokens(self.load().tokenizer)
 
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None

@@ -29,6 +29,8 @@
     socket.onmessage = (e) => handle(JSON.parse(e.data));
     socket.onclose = (e) => {
       if (e.code === 4403) { setStatus("You are not permitted to ask questions."); busy(false); return; }
+      // Signed out, expired or password changed: reconnecting cannot succeed until sign-in.
+      if (e.code === 4401) { setStatus("Your session has ended; sign in again."); busy(false); return; }
       if (current) { setStatus("Connection lost; reconnecting…"); }
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 8000);
@@ -341,8 +343,12 @@
     $("evidence-section").textContent = "Section: " + c.passage.section;
     $("evidence-text").textContent = c.passage.text;
     const link = $("evidence-link");
+    // A link only for http(s): a javascript: or data: URL in a source must never be clickable.
+    let web = false;
+    try { web = ["http:", "https:"].includes(new URL(g.url).protocol); } catch (e) { web = false; }
     link.textContent = g.doi ? "DOI " + g.doi : (g.url || "");
-    link.href = g.url || "#"; link.hidden = !g.url;
+    if (web) { link.href = g.url; } else { link.removeAttribute("href"); }
+    link.hidden = !g.url;
     panel.hidden = false; panel.focus();
   }
 

@@ -37,7 +37,14 @@
   var el = function (id) { return document.getElementById(id); };
   var cell = function (row, text, href) {
     var td = document.createElement("td");
-    if (href) {
+    var web = false;
+    try {
+      // Only http(s) links (the job's own pages are relative: resolved against this page).
+      web = href ? ["http:", "https:"].indexOf(new URL(href, window.location.href).protocol) >= 0 : false;
+    } catch (e) {
+      web = false;
+    }
+    if (web) {
       var a = document.createElement("a");
       a.href = href;
       a.textContent = text;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,6 +12,7 @@ from django.test import override_settings
 from clinic_app import runtime, services
 from clinic_app.models import Answer, AnswerStatus, AuditEvent
 from clinic_app.streaming import CollectingSink
+from inference.testing import ScriptedBackend
 from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION, free_port
 
 pytestmark = pytest.mark.django_db
@@ -137,10 +139,40 @@ def test_an_answer_cut_at_the_length_limit_is_flagged_as_incomplete(clinician: U
     assert {"kind": "truncated", "detail": "the answer reached the length limit"} in answer.flags
 
 
-def test_a_short_complete_answer_is_not_flagged_as_incomplete(clinician: User) -> None:
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ScriptedBackend]:
+    """Answer with a fixed text instead of the embedded model (the outcome is then exact)."""
+
+    def install(text: str) -> ScriptedBackend:
+        backend = ScriptedBackend(text)
+        monkeypatch.setattr(runtime, "get_backend", lambda: backend)
+        return backend
+
+    return install
+
+
+SHORT_ANSWER = "Offer oral anticoagulation when the annual stroke risk is 2% or more [S1]."
+
+
+def test_a_short_complete_answer_is_not_flagged_as_incomplete(
+    clinician: User, scripted: Callable[[str], ScriptedBackend]
+) -> None:
+    scripted(SHORT_ANSWER)
     answer, _ = ask(clinician, ANSWERABLE_QUESTION)
     assert answer.status == AnswerStatus.COMPLETE
+    assert answer.text == SHORT_ANSWER
     assert all(f["kind"] != "truncated" for f in answer.flags)
+
+
+@override_settings(ANSWER_MAX_TOKENS=8)
+def test_the_answer_stops_exactly_at_the_length_limit_and_says_so(
+    clinician: User, scripted: Callable[[str], ScriptedBackend]
+) -> None:
+    scripted(SHORT_ANSWER)
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert answer.text == "Offer oral anticoagulation when the annual stroke risk"
+    assert {"kind": "truncated", "detail": "the answer reached the length limit"} in answer.flags
 
 
 def test_every_completed_answer_is_checked_sentence_by_sentence(clinician: User) -> None:

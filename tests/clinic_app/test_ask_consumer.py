@@ -15,15 +15,22 @@ from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
 pytestmark = [pytest.mark.usefixtures("seeded_db"), pytest.mark.asyncio]
 
 
-async def connect(user: User | None) -> tuple[WebsocketCommunicator, bool, Any]:
-    from django.contrib.auth.models import AnonymousUser
+def session_cookie(user: User) -> bytes:
+    """A real signed-in session: the consumer re-checks it on every message."""
+    from django.test import Client
 
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/ask/",
-        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")],
-    )
-    communicator.scope["user"] = user or AnonymousUser()
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connect(user: User | None) -> tuple[WebsocketCommunicator, bool, Any]:
+    from channels.db import database_sync_to_async
+
+    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+    if user is not None:
+        headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(application, "/ws/ask/", headers=headers)
     connected, code = await communicator.connect(timeout=10)
     return communicator, connected, code
 
@@ -102,7 +109,7 @@ async def test_off_topic_question_gets_a_refusal_event() -> None:
             "Message too large",
         ),
         ('{"action": "cancel", "answer_id": "7"}', "Malformed cancel request."),
-        ('{"action": "follow", "answer_id": 999999}', "Answer not found."),
+        ('{"action": "follow", "answer_id": 999999}', "No such answer of yours."),
     ],
 )
 async def test_bad_messages_get_a_clear_error_and_the_socket_stays_open(

@@ -62,6 +62,8 @@ def test_ingest_adds_markdown_publishes_an_index_and_lists_bad_files(
         call_command("ingest", str(tmp_path), "--organisation", "Test org", stdout=out, stderr=err)
     assert "documents: 1 added" in out.getvalue()
     assert "broken.md" in err.getvalue()
+    # Not a terminal: the embedding progress is logged as lines with rate and ETA.
+    assert "embedding passages:" in err.getvalue() and "(100%)" in err.getvalue()
     guideline = Guideline.objects.get(key="file/sepsis_bundle")
     assert guideline.organisation == "Test org" and guideline.passages.count() == 1
     assert IndexVersion.objects.get(live=True).version == before + 1

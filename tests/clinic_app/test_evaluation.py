@@ -294,9 +294,13 @@ CI_SUBSET = [
 ]
 
 
+PROGRESS: dict[str, str] = {}
+
+
 def run_evaluate(*args: str, output: Path) -> tuple[dict[str, Any], str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("evaluate", *args, "--output", str(output), stdout=out, stderr=err)
+    PROGRESS["last"] = err.getvalue()
     return json.loads(output.read_text()), out.getvalue()
 
 
@@ -318,6 +322,10 @@ def test_answerable_demo_questions_in_the_test_slice_retrieve_their_sources(tmp_
     assert report["summary"]["retrieval_hit"][f"@{top_k}"] == 1.0
     assert "Retrieval: an expected source among the top-k passages" in table
     assert not Question.objects.exists()  # retrieval only: nothing asked
+    # Progress: one line per question, with the rate and time left after the first.
+    lines = [line for line in PROGRESS["last"].splitlines() if line.startswith("[")]
+    assert len(lines) == len(SLICE_ANSWERABLE)
+    assert all("questions/min, ETA" in line for line in lines[1:])
 
 
 @pytest.mark.django_db

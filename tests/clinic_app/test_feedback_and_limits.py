@@ -153,13 +153,19 @@ async def test_the_websocket_answers_a_limited_question_with_the_message() -> No
         services.question_ask(user=user, text="When is apixaban dose reduced?")
         return user
 
+    from tests.clinic_app.test_ask_consumer import session_cookie
+
     user = await database_sync_to_async(two_in_flight)()
+    cookie = await database_sync_to_async(session_cookie)(user)
     ws = WebsocketCommunicator(
         application,
         "/ws/ask/",
-        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")],
+        headers=[
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", cookie),
+        ],
     )
-    ws.scope["user"] = user
     connected, _ = await ws.connect(timeout=10)
     assert connected
     await ws.send_json_to({"action": "ask", "question": "What BP target in CKD?"})

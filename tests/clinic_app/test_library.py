@@ -522,9 +522,18 @@ def _call(
     return sent
 
 
+def _fixed(limit: int) -> Any:
+    """A ``limit_for`` that allows ``limit`` bytes to every request."""
+
+    async def limit_for(scope: Any) -> int:
+        return limit
+
+    return limit_for
+
+
 def test_the_asgi_edge_refuses_a_declared_oversized_body_without_reading_it() -> None:
     inner = _App()
-    sent = _call(BodySizeLimit(inner, lambda path: 1000), [(b"content-length", b"5000000")], [b"x"])
+    sent = _call(BodySizeLimit(inner, _fixed(1000)), [(b"content-length", b"5000000")], [b"x"])
     assert not inner.called and sent[0]["status"] == 413
     assert b"larger than the limit" in sent[1]["body"]
 
@@ -532,9 +541,9 @@ def test_the_asgi_edge_refuses_a_declared_oversized_body_without_reading_it() ->
 def test_the_asgi_edge_cuts_off_a_body_that_grows_past_the_limit() -> None:
     inner = _App()
     chunks = [b"x" * 400] * 10  # chunked: no length declared
-    sent = _call(BodySizeLimit(inner, lambda path: 1000), [], chunks)
+    sent = _call(BodySizeLimit(inner, _fixed(1000)), [], chunks)
     assert inner.read < 1000 and sent[0]["status"] == 413
 
     inner = _App()
-    sent = _call(BodySizeLimit(inner, lambda path: 10_000), [], chunks)
+    sent = _call(BodySizeLimit(inner, _fixed(10_000)), [], chunks)
     assert inner.read == 4000 and sent[0]["status"] == 200

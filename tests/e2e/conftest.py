@@ -7,26 +7,15 @@ Debian's chromium: Playwright's own browser download does not work on these mach
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests import live
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Wide enough for the three-column layout (history, answer, evidence).
 VIEWPORT = {"width": 1440, "height": 1000}
 # The page keeps its socket private; this only records the sockets it opens, so that a test can
@@ -56,20 +45,6 @@ def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[live.Server
     finally:
         server.process.stop()
         shutil.rmtree(var_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

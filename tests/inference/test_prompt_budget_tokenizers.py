@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from inference.prompts import PROFILES, PromptTooLong, SourcePassage, build_prompt, render
+from inference.sanitize import untrusted_neutralise
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = Path(os.environ.get("MODELS_DIR", ROOT / "var" / "models"))
@@ -111,6 +112,8 @@ def test_prompt_and_answer_fit_the_context_and_the_question_is_whole(
 
     assert tokenizer.count(built.text) + max_tokens <= context
     assert built.prompt_tokens == tokenizer.count(built.text)
+    # The question is whole, with its copies of control tokens broken (tests/security).
+    question = untrusted_neutralise(question, markup=profile.markup)
     assert question in built.text
     assert question in tokenizer.decode_prompt(built.text), "the tokens carry the whole question"
     assert built.sources == sources[: len(built.sources)], "lowest-ranked sources go first"

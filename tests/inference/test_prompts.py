@@ -12,6 +12,7 @@ from inference.prompts import (
     build_prompt,
     render,
 )
+from inference.sanitize import untrusted_neutralise
 
 
 def chars(text: str) -> int:
@@ -95,5 +96,5 @@ def test_prompt_plus_max_tokens_never_exceeds_context_and_question_is_intact(
         assert chars(render(PROFILES[profile], question, [])) + max_tokens > context
         return
     assert chars(built.text) + max_tokens <= context
-    assert question in built.text
+    assert untrusted_neutralise(question, markup=PROFILES[profile].markup) in built.text
     assert built.sources == sources[: len(built.sources)]

@@ -294,6 +294,9 @@ def test_whole_worker_killed_mid_answer_is_redelivered_to_a_new_worker(
         "PYTHONPATH": f"{ROOT}{os.pathsep}{overrides}",
         "DJANGO_SETTINGS_MODULE": "faults_short_visibility",
         "CELERY_TASK_TIME_LIMIT": "30",
+        # Loading the models and answering must end well inside the 45 s visibility timeout, or
+        # the broker hands the same task out again while it runs.
+        "ANSWER_MAX_TOKENS": "40",
     }
     with stopping(worker), open_socket(server) as ws:
         answer_id = ask(ws)

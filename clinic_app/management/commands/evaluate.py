@@ -8,10 +8,12 @@ library and history are never touched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,18 @@ class Command(BaseCommand):
             self.stdout.write(f"\nJSON report: {options['output']}")
 
     def _progress(self, line: str) -> None:
+        """Per-question lines (``[n/total] ...``) gain the rate and the time left, measured from
+        the first finished question (so loading the model does not skew them)."""
+        counted = re.match(r"\[(\d+)/(\d+)\]", line)
+        if counted:
+            done, total = int(counted.group(1)), int(counted.group(2))
+            now = time.monotonic()
+            if done == 1:
+                self._first_done = now
+            elif hasattr(self, "_first_done") and now > self._first_done:
+                rate = (done - 1) / (now - self._first_done)
+                eta = round((total - done) / rate)
+                line += f" | {rate * 60:.1f} questions/min, ETA {eta // 60}:{eta % 60:02d}"
         self.stderr.write(line)
         self.stderr.flush()
 

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from clinic_app import services
+from clinic_app.progress import progress_reporter
 from retrieval.errors import DocumentError
 from retrieval.parsers import FORMATS, parse_file
 from retrieval.types import Document, DocumentMeta
@@ -56,7 +57,16 @@ class Command(BaseCommand):
             file=self.stderr,
             disable=True if options["no_progress"] else None,
         )
-        report = services.guidelines_ingest(documents=progress, actor="cli")
+        report = services.guidelines_ingest(
+            documents=progress,
+            actor="cli",
+            progress=progress_reporter(
+                "embedding passages",
+                unit="passage",
+                stream=self.stderr,
+                enabled=not options["no_progress"],
+            ),
+        )
         progress.close()
         self.stdout.write(
             f"files: {len(files)}; "
@@ -64,6 +74,8 @@ class Command(BaseCommand):
             f"passages: {report.passages_added}; errors: {len(errors)}; "
             f"index version: {report.index_version or 'unchanged'}"
         )
+        for warning in report.warnings:
+            self.stderr.write(f"warning: {warning}")
         for error in errors:
             self.stderr.write(f"error: {error}")
         if errors:

@@ -26,6 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         import uvicorn
+        from django.conf import settings
 
         uvicorn.run(
             "clinic_app.asgi:application",
@@ -36,6 +37,10 @@ class Command(BaseCommand):
             http="httptools",
             ws="websockets-sansio",
             ws_max_size=WS_MAX_BYTES,
+            # X-Forwarded-For/-Proto only from TRUSTED_PROXIES (clinic_app.client_ip's rule, for
+            # websockets too). uvicorn's default trusts 127.0.0.1, where any local client could
+            # pick its own address and slip past the per-address sign-in lockout.
+            forwarded_allow_ips=list(settings.TRUSTED_PROXIES),
             timeout_graceful_shutdown=10,
             log_level="info",
             access_log=False,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand, CommandParser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from clinic_app import services
@@ -38,16 +42,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        created = self._accounts(reset=options["reset_passwords"])
-        if created:
-            password, names = created
-            shown = "from DEMO_PASSWORD" if os.environ.get("DEMO_PASSWORD") else password
-            self.stdout.write(
-                self.style.WARNING(
-                    f"Demo accounts {', '.join(names)}: password {shown} (shown once; "
-                    "`manage.py setup_demo --reset-passwords` sets a new one)"
-                )
-            )
+        given = os.environ.get("DEMO_PASSWORD", "")
+        password = given or secrets.token_urlsafe(18)
+        names = self._accounts(password=password, reset=options["reset_passwords"])
+        if names:
+            self._announce(names=names, password=password, generated=not given)
         if options["skip_corpus"]:
             return
         wanted = {g.strip() for g in options["guidelines"].split(",") if g.strip()}
@@ -62,16 +61,43 @@ class Command(BaseCommand):
         )
 
     @transaction.atomic
-    def _accounts(self, *, reset: bool) -> tuple[str, list[str]] | None:
+    def _accounts(self, *, password: str, reset: bool) -> list[str]:
+        """The demo accounts whose password was set; a weak password sets none (rolled back)."""
         for role in Role:
             Group.objects.get_or_create(name=role.value)
-        password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
         touched: list[str] = []
         for username, role in DEMO_USERS.items():
             user, was_created = User.objects.get_or_create(username=username)
             if was_created or reset:
+                try:
+                    validate_password(password, user)
+                except ValidationError as exc:
+                    raise CommandError(
+                        f"DEMO_PASSWORD is refused for {username}: {' '.join(exc.messages)} "
+                        "Choose a longer, uncommon one, or unset DEMO_PASSWORD to have one "
+                        "generated."
+                    ) from exc
                 user.set_password(password)
                 user.save()
                 touched.append(username)
             user.groups.add(Group.objects.get(name=role.value))
-        return (password, touched) if touched else None
+        return touched
+
+    def _announce(self, *, names: list[str], password: str, generated: bool) -> None:
+        """Say where the password is. Logs outlive the password's secrecy: a generated one is
+        written to a file only its owner can read, and printed only in debug mode."""
+        accounts = ", ".join(names)
+        reset = "`manage.py setup_demo --reset-passwords` sets a new one"
+        if not generated:
+            self.stdout.write(f"Demo accounts {accounts}: password from DEMO_PASSWORD ({reset})")
+            return
+        path = Path(settings.VAR_DIR) / "demo_password"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(password + "\n")
+        path.chmod(0o600)  # an older file may have been readable by others
+        shown = f"{password} (also in {path})" if settings.DEBUG else f"written to {path}"
+        self.stdout.write(
+            self.style.WARNING(f"Demo accounts {accounts}: password {shown} ({reset})")
+        )
