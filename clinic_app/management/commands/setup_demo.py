@@ -16,6 +16,7 @@ from django.db import transaction
 
 from clinic_app import services
 from clinic_app.models import Role
+from clinic_app.progress import progress_reporter
 from retrieval.loaders import load_open_medicine
 
 DEMO_USERS = {
@@ -53,7 +54,14 @@ class Command(BaseCommand):
         documents = (
             d for d in load_open_medicine() if not wanted or d.meta.key.split("/")[0] in wanted
         )
-        report = services.guidelines_ingest(documents=documents, actor="setup_demo")
+        # Embedding the demo corpus is the long step of a first `make run`: show it moving.
+        report = services.guidelines_ingest(
+            documents=documents,
+            actor="setup_demo",
+            progress=progress_reporter(
+                "embedding demo passages", unit="passage", stream=self.stderr
+            ),
+        )
         self.stdout.write(
             f"Demo corpus: {report.documents_added} documents added, "
             f"{report.documents_unchanged} unchanged, {report.passages_added} passages; "
