@@ -87,6 +87,7 @@ def one_run(backend: TransformersBackend, prompt: str, max_tokens: int) -> dict[
 CPU_DTYPES = ("bfloat16", "float32")
 EMBED_PASSAGES = 128
 SLOWER_LIMIT = 1.1
+ANSWER_TOKENS = 320  # ANSWER_MAX_TOKENS' default
 
 
 def embed_run(embedder: Embedder, texts: list[str]) -> float:
@@ -104,8 +105,10 @@ def default_rows(
     default: str,
     *,
     higher_is_better: bool,
+    targeted: bool = True,
 ) -> list[dict[str, object]]:
-    """One row per precision, then the default against the fastest (target <= 1.1x slower)."""
+    """One row per precision, then the default against the fastest (target <= 1.1x slower,
+    unless ``targeted`` is false: a part of the wait, reported for information)."""
     rows: list[dict[str, object]] = [
         result(f"{component}_{metric}_{dtype}", value, unit) for dtype, value in figures.items()
     ]
@@ -121,8 +124,8 @@ def default_rows(
             "x",
             baseline=f"fastest precision in this run ({best})",
             baseline_value=1.0,
-            target=f"<= {SLOWER_LIMIT}",
-            meets=slowdown <= SLOWER_LIMIT,
+            target=f"<= {SLOWER_LIMIT}" if targeted else None,
+            meets=slowdown <= SLOWER_LIMIT if targeted else None,
             default=f"auto -> {default}",
         )
     )
@@ -179,6 +182,8 @@ def main() -> int:
             default.dtype,
             higher_is_better=False,
         ),
+        # Decoding alone is memory-bound and may favour bf16's smaller weights even where its
+        # arithmetic is emulated; what a clinician waits for is the whole answer, below.
         *default_rows(
             "generator",
             "decode_tokens_per_s",
@@ -186,6 +191,32 @@ def main() -> int:
             {dtype: median(dtype, "decode_tokens_per_s") for dtype in backends},
             default.dtype,
             higher_is_better=True,
+            targeted=False,
+        ),
+        *default_rows(
+            "generator",
+            f"whole_answer_s@{args.max_tokens}_tokens",
+            "s",
+            {dtype: median(dtype, "total_s") for dtype in backends},
+            default.dtype,
+            higher_is_better=False,
+        ),
+        # The same at the answer length the app allows (ANSWER_MAX_TOKENS' default), projected
+        # from this run's medians: time to first token + tokens / decode rate.
+        *default_rows(
+            "generator",
+            f"whole_answer_s@{ANSWER_TOKENS}_tokens_projected",
+            "s",
+            {
+                dtype: round(
+                    median(dtype, "ttft_ms") / 1000
+                    + ANSWER_TOKENS / max(median(dtype, "decode_tokens_per_s"), 1e-9),
+                    2,
+                )
+                for dtype in backends
+            },
+            default.dtype,
+            higher_is_better=False,
         ),
         *default_rows(
             "embedder",
