@@ -13,10 +13,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth.models import User
 
 from clinic_app import selectors, services, sessions
-from clinic_app.audit import audit_record
 from clinic_app.models import FINAL_STATUSES, Role
 from clinic_app.streaming import answer_group, register_server_loop, user_group
 
@@ -47,23 +45,6 @@ class MessageWindow:
             return False
         self._times.append(now)
         return True
-
-
-def answer_access_check(*, user: User, answer_id: int, source_ip: str, request: str) -> bool:
-    """Whether ``answer_id`` is the user's own answer; a refusal is audited (an attempt to
-    read or stop someone else's answer, or to subscribe to one not yet asked)."""
-    if selectors.answer_get_for_user(user=user, answer_id=answer_id) is not None:
-        return True
-    audit_record(
-        action="answer.access_denied",
-        actor=user,
-        object_type="answer",
-        object_id=answer_id,
-        outcome="failure",
-        source_ip=source_ip,
-        details={"request": request, "via": "websocket"},
-    )
-    return False
 
 
 def _answer_id(value: Any) -> int | None:
@@ -231,7 +212,7 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
 
     async def _owned(self, answer_id: int, request: str) -> bool:
         """Ownership is settled before anything else happens for this id."""
-        owned = await database_sync_to_async(answer_access_check)(
+        owned = await database_sync_to_async(services.answer_access_check)(
             user=self.scope["user"], answer_id=answer_id, source_ip=self._ip, request=request
         )
         if not owned:

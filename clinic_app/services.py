@@ -37,7 +37,7 @@ from clinic_app.models import (
     Passage,
     Question,
 )
-from clinic_app.selectors import answer_payload
+from clinic_app.selectors import answer_get_for_user, answer_payload
 from clinic_app.streaming import AnswerSink, CollectingSink
 from inference.backends.base import Backend
 from inference.citations import check_answer
@@ -167,6 +167,23 @@ def _cancel_clear(answer_id: int) -> None:
         cache.delete(_cancel_key(answer_id))
     except Exception as exc:
         log.warning("answer %s: cannot clear the cancel flag (%s)", answer_id, exc)
+
+
+def answer_access_check(*, user: User, answer_id: int, source_ip: str, request: str) -> bool:
+    """Whether ``answer_id`` is the user's own answer; a refusal is audited (an attempt to
+    read or stop someone else's answer, or to subscribe to one not yet asked)."""
+    if answer_get_for_user(user=user, answer_id=answer_id) is not None:
+        return True
+    audit_record(
+        action="answer.access_denied",
+        actor=user,
+        object_type="answer",
+        object_id=answer_id,
+        outcome="failure",
+        source_ip=source_ip,
+        details={"request": request, "via": "websocket"},
+    )
+    return False
 
 
 def answer_cancel(*, user: User, answer_id: int, source_ip: str = "") -> bool:
