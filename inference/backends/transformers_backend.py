@@ -130,6 +130,11 @@ class TransformersBackend:
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "quantized":
+            raise ValueError(
+                "precision 'quantized' is for the llama.cpp engine; transformers runs the "
+                "de-quantised weights in bfloat16 or float32 (or auto)"
+            )
         # auto: bf16 only where the hardware computes it natively (emulated bf16 is 5-6x slower).
         self.dtype_choice = dtype_resolve(dtype, device=device)
         self.requested_dtype = dtype
@@ -166,8 +171,9 @@ class TransformersBackend:
     def _load_uncached(self) -> LoadedModel:
         if not (self.model_path / "config.json").is_file():
             raise BackendUnavailable(
-                f"no model installed at {self.model_path}: run `make models` "
-                "(scripts/install_models.py) to install the embedded model"
+                f"no safetensors model installed at {self.model_path}: run `make models "
+                "MODEL_FORMATS=gguf,safetensors` (scripts/install_models.py) to install the "
+                "embedded model for the transformers engine"
             )
         if self.threads is not None:
             torch.set_num_threads(self.threads)

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--backend",
-            choices=("transformers", "vllm"),
+            choices=("embedded", "llamacpp", "transformers", "vllm"),
             default=None,
             help="generation backend for this run (default: INFERENCE_BACKEND)",
         )

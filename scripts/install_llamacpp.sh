@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install llama-cpp-python (requirements-engine.txt) into the app's venv, built for this CPU.
+#
+# PyPI ships it as source only. The build targets the CPU it runs on (GGML_NATIVE: AVX2,
+# AVX-512, AVX512-BF16... whatever this machine has), so the wheel is cached under a key made of
+# the CPU's flags, the version, the build options and the Python version: a later install on the
+# same kind of machine (a fresh clone, CI) takes seconds, and a wheel never runs on a CPU it was
+# not built for. Only the library is built: no tools, examples, server or multimodal support.
+#
+#   VPY=.venv/bin/python bash scripts/install_llamacpp.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VPY=${VPY:-.venv/bin/python}
+REQUIREMENT=$(grep -E '^llama-cpp-python==' requirements-engine.txt)
+VERSION=${REQUIREMENT#*==}
+export CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF"
+
+if "$VPY" - "$VERSION" <<'PY' 2>/dev/null; then
+import sys
+import llama_cpp
+sys.exit(llama_cpp.__version__ != sys.argv[1])
+PY
+  exit 0
+fi
+
+key=$( { grep -m1 '^flags' /proc/cpuinfo || uname -m; echo "$VERSION $CMAKE_ARGS"; "$VPY" -V; } | sha256sum | cut -c1-16)
+cache="${LLAMA_CPP_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clinic-app/llama-cpp}/$key"
+wheel=$(ls "$cache"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
+if [ -z "$wheel" ]; then
+  echo "    building llama.cpp $VERSION for this CPU (once per machine: about 6 min on 2 cores)"
+  started=$(date +%s)
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  "$VPY" -m pip wheel -q --no-deps --no-cache-dir -w "$scratch" "$REQUIREMENT"
+  mkdir -p "$cache"
+  mv "$scratch"/llama_cpp_python-"$VERSION"-*.whl "$cache"/
+  wheel=$(ls "$cache"/llama_cpp_python-"$VERSION"-*.whl | head -n1)
+  seconds=$(( $(date +%s) - started ))
+  # Read by bench/embedded_model.py: the one-off cost of this engine on this machine.
+  printf '{"version": "%s", "seconds": %d, "built_at": "%s", "cmake_args": "%s"}\n' \
+    "$VERSION" "$seconds" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$CMAKE_ARGS" > "$cache/build.json"
+  echo "    built in $seconds s; cached at $cache"
+fi
+"$VPY" -m pip install -q --no-deps "$wheel"
