@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from clinic_app.progress import Progress, progress_reporter  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_VERIFY_100K_S = 10.0
@@ -42,6 +44,8 @@ APPENDS = 300
 def configure(database_url: str, var_dir: Path) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["VAR_DIR"] = str(var_dir)
+    # The scratch VAR_DIR holds no var/secret_key: a key for this run only.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
     import django
@@ -49,7 +53,7 @@ def configure(database_url: str, var_dir: Path) -> None:
     django.setup()
 
 
-def populate(n: int) -> None:
+def populate(n: int, progress: Progress) -> None:
     """``n`` chained events written in bulk (INSERT is all the triggers allow), and the head."""
     from clinic_app.audit_chain import GENESIS_HASH, event_hash, timestamp_text
     from clinic_app.models import AuditEvent, AuditHead
@@ -74,7 +78,9 @@ def populate(n: int) -> None:
         if len(batch) == 5000:
             AuditEvent.objects.bulk_create(batch)
             batch = []
+            progress(seq, n)
     AuditEvent.objects.bulk_create(batch)
+    progress(n, n)
     AuditHead.objects.update_or_create(pk=1, defaults={"seq": n, "hash": prev, "at": at})
 
 
@@ -99,8 +105,9 @@ def time_read() -> float:
     return elapsed
 
 
-def time_appends(n: int) -> tuple[list[float], list[float]]:
-    """Per-event ms of ``audit_record`` and of a plain unchained insert, alternating."""
+def time_appends(n: int, progress: Progress) -> tuple[list[float], list[float]]:
+    """Per-event ms of ``audit_record`` and of a plain unchained insert, alternating;
+    ``progress`` is called after each pair, outside both timings."""
     from django.db import transaction
 
     from clinic_app.audit import audit_record
@@ -133,6 +140,7 @@ def time_appends(n: int) -> tuple[list[float], list[float]]:
                 hash="",
             )
         plain.append((time.perf_counter() - started) * 1000)
+        progress(i + 1, n)
     return chained, plain
 
 
@@ -142,9 +150,10 @@ def run_database(label: str, n: int) -> dict[str, Any]:
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    populate(n)
+    populate(n, progress_reporter(f"audit {label}: populate", unit="event", stream=sys.stderr))
     populate_s = time.perf_counter() - started
     verify, read = [], []
+    scans = progress_reporter(f"audit {label}: verify and read", unit="scan", stream=sys.stderr)
     for r in range(ROUNDS):
         pair = ("verify", "read") if r % 2 == 0 else ("read", "verify")
         for kind in pair:
@@ -154,7 +163,11 @@ def run_database(label: str, n: int) -> dict[str, Any]:
                 verify.append(elapsed)
             else:
                 read.append(time_read())
-    chained, plain = time_appends(APPENDS if n >= 100_000 else APPENDS // 3)
+            scans(len(verify) + len(read), 2 * ROUNDS)
+    chained, plain = time_appends(
+        APPENDS if n >= 100_000 else APPENDS // 3,
+        progress_reporter(f"audit {label}: append", unit="append", stream=sys.stderr),
+    )
     connection.close()
     return {
         "database": label,
@@ -215,7 +228,9 @@ def main() -> int:
     pressure_start = cpu_pressure()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
-        targets = [(f"sqlite:///{tmp}/audit.sqlite3", "sqlite", None)]
+        targets: list[tuple[str, str, str | None]] = [
+            (f"sqlite:///{tmp}/audit.sqlite3", "sqlite", None)
+        ]
         pg = postgres_database()
         if pg is not None:
             targets.append((pg[0], "postgresql", pg[1]))

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, write_report  # noqa: E402
+from clinic_app.progress import Progress, progress_reporter  # noqa: E402
 from inference.backends.vllm_backend import VLLMBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 from tests.inference.conftest import (  # noqa: E402
@@ -213,19 +214,22 @@ def run_level(
     concurrency: int,
     rounds: int,
     kinds: dict[str, Callable[[str], Stream]],
+    progress: Progress | None = None,
 ) -> tuple[dict[str, list[Stream]], dict[str, float], list[dict[str, Any]]]:
     """``rounds`` rounds; each runs every prompt once per client kind, the order alternating.
 
     At concurrency 1 the two kinds alternate prompt by prompt; at 8 a round is one batch of 8
     concurrent streams per kind. Returns the streams per kind, the client process's CPU seconds
     per kind (one kind runs at a time, so the attribution is clean) and, for each pair of
-    streams whose text or chunking differs, what differed.
+    streams whose text or chunking differs, what differed. ``progress(done, total)`` counts
+    streams; it is called between streams (or batches), never while one is timed.
     """
     streams: dict[str, list[Stream]] = {name: [] for name in kinds}
     cpu = {name: 0.0 for name in kinds}
     mismatches: list[dict[str, Any]] = []
     names = list(kinds)
     prompts = PROMPTS[: max(concurrency, 1)] if concurrency > 1 else PROMPTS
+    total, done = rounds * len(prompts) * len(names), 0
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for r in range(rounds):
             order = names if r % 2 == 0 else names[::-1]
@@ -237,11 +241,17 @@ def run_level(
                         before = time.process_time()
                         got[name].append(kinds[name](prompt))
                         cpu[name] += time.process_time() - before
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
             else:
                 for name in order:
                     before = time.process_time()
                     got[name] = list(pool.map(kinds[name], prompts))
                     cpu[name] += time.process_time() - before
+                    done += len(prompts)
+                    if progress is not None:
+                        progress(done, total)
             for name in names:
                 streams[name].extend(got[name])
             for i, (bare, ours) in enumerate(zip(got["bare"], got["backend"], strict=True)):
@@ -261,12 +271,19 @@ def run_level(
 
 
 def measure_levels(
-    kinds: dict[str, Callable[[str], Stream]], reference: dict[str, str], args: argparse.Namespace
+    kinds: dict[str, Callable[[str], Stream]],
+    reference: dict[str, str],
+    args: argparse.Namespace,
+    where: str,
 ) -> dict[int, dict[str, Any]]:
-    """Both clients at concurrency 1 and 8; latency summaries and text comparisons."""
+    """Both clients at concurrency 1 and 8; latency summaries and text comparisons.
+    ``where`` (vllm or replay) names the server in the progress shown on stderr."""
     levels: dict[int, dict[str, Any]] = {}
     for concurrency, rounds in ((1, args.rounds_c1), (8, args.rounds_c8)):
-        streams, cpu, mismatches = run_level(concurrency, rounds, kinds)
+        progress = progress_reporter(
+            f"inference {where} c{concurrency}", unit="stream", stream=sys.stderr
+        )
+        streams, cpu, mismatches = run_level(concurrency, rounds, kinds, progress)
         drift = sum(
             "".join(s.chunks) != reference[PROMPTS[i % len(PROMPTS)]]
             for i, s in enumerate(streams["bare"])
@@ -312,21 +329,38 @@ def make_kinds(
     return kinds, close
 
 
+def warm_up(
+    kinds: dict[str, Callable[[str], Stream]], progress: Progress, total: int
+) -> dict[str, Stream]:
+    """Every prompt once per kind (fills the prefix cache alike for both); returns the bare
+    client's streams by prompt. ``progress`` counts these streams first, out of ``total``."""
+    warm: dict[str, Stream] = {}
+    for prompt in PROMPTS:
+        warm[prompt] = kinds["bare"](prompt)
+        progress(len(warm), total)
+    for i, prompt in enumerate(PROMPTS, start=len(PROMPTS) + 1):
+        kinds["backend"](prompt)
+        progress(i, total)
+    return warm
+
+
 def measure_server(
     base_url: str, model: str, args: argparse.Namespace
 ) -> tuple[dict[int, dict[str, Any]], dict[str, list[bytes]], float]:
     """Against the real server; also records each prompt's stream and the server's pace."""
     kinds, close = make_kinds(base_url, model, args.max_tokens)
+    progress = progress_reporter("inference vllm warm-up", unit="stream", stream=sys.stderr)
+    total = 3 * len(PROMPTS)  # each prompt once per kind, then once recorded
     try:
-        # Warm-up: every prompt once per kind (fills the prefix cache alike for both).
-        warm = {p: kinds["bare"](p) for p in PROMPTS}
+        warm = warm_up(kinds, progress, total)
         reference = {p: "".join(s.chunks) for p, s in warm.items()}
-        for prompt in PROMPTS:
-            kinds["backend"](prompt)
         pace_s = statistics.median(g for s in warm.values() for g in s.gaps_ms) / 1000
+        recordings: dict[str, list[bytes]] = {}
         with httpx.Client(base_url=base_url, timeout=60.0) as client:
-            recordings = {p: record_events(client, model, p, args.max_tokens) for p in PROMPTS}
-        return measure_levels(kinds, reference, args), recordings, pace_s
+            for prompt in PROMPTS:
+                recordings[prompt] = record_events(client, model, prompt, args.max_tokens)
+                progress(2 * len(PROMPTS) + len(recordings), total)
+        return measure_levels(kinds, reference, args, "vllm"), recordings, pace_s
     finally:
         close()
 
@@ -344,10 +378,12 @@ def measure_replay(
     try:
         kinds, close = make_kinds(f"http://127.0.0.1:{port}", model, args.max_tokens)
         try:
-            reference = {p: "".join(kinds["bare"](p).chunks) for p in PROMPTS}
-            for prompt in PROMPTS:
-                kinds["backend"](prompt)
-            return measure_levels(kinds, reference, args)
+            progress = progress_reporter(
+                "inference replay warm-up", unit="stream", stream=sys.stderr
+            )
+            warm = warm_up(kinds, progress, 2 * len(PROMPTS))
+            reference = {p: "".join(s.chunks) for p, s in warm.items()}
+            return measure_levels(kinds, reference, args, "replay")
         finally:
             close()
     finally:

@@ -34,6 +34,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from clinic_app.progress import Progress, progress_reporter  # noqa: E402
 
 SEED = 6
 DEFAULT_WORDS = (60, 240)
@@ -201,11 +203,11 @@ def guideline_record(
     title = rng.choice(TITLE_FORMS).format(condition=condition, population=population)
     title = title[0].upper() + title[1:]
     target = rng.randint(*words)
-    lines, words = [f"# {title}", ""], 0
+    lines, written = [f"# {title}", ""], 0
     headings = list(SECTIONS)
     overview = ""
-    while words < target:
-        heading = headings.pop(0) if headings else f"Additional considerations {words}"
+    while written < target:
+        heading = headings.pop(0) if headings else f"Additional considerations {written}"
         lines += [f"## {heading}", ""]
         for _ in range(rng.randint(1, 3)):
             if rng.random() < 0.25:
@@ -221,8 +223,8 @@ def guideline_record(
                 )
                 overview = overview or block.split(". ", 1)[0] + "."
             lines += [block, ""]
-            words += len(block.split())
-            if words >= target:
+            written += len(block.split())
+            if written >= target:
                 break
     clean = "\n".join(lines).strip() + "\n"
     raw = "\n".join(line.lstrip("#").strip() for line in lines).strip()
@@ -245,7 +247,11 @@ def guideline_record(
 
 
 def write_collection(
-    path: Path, records: int, seed: int = SEED, words: tuple[int, int] = DEFAULT_WORDS
+    path: Path,
+    records: int,
+    seed: int = SEED,
+    words: tuple[int, int] = DEFAULT_WORDS,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write ``records`` lines of JSONL to ``path``; returns its size and word counts."""
     rng = random.Random(seed)
@@ -255,6 +261,8 @@ def write_collection(
             record = guideline_record(rng, number, words)
             total += len(record["clean_text"].split())
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if progress is not None:
+                progress(number + 1, records)
     return {
         "records": records,
         "bytes": path.stat().st_size,
@@ -273,6 +281,8 @@ def configure(work: Path) -> None:
         os.environ.pop(name, None)
     (work / "var").mkdir(exist_ok=True)
     os.environ["VAR_DIR"] = str(work / "var")
+    # The scratch VAR_DIR holds no var/secret_key: a key for this run only.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
     import django
 
@@ -344,12 +354,24 @@ def candidate(work: Path, records: int) -> dict[str, Any]:
         job = library.ingest_job_create(user=admin, files=[upload], metadata={})
     staged_s = time.perf_counter() - started
 
-    # 2. Watch the job as the progress page does, noting when each phase is first seen.
+    # 2. Watch the job as the progress page does, noting when each phase is first seen, and
+    # show its progress: records parsed and stored, then passages indexed (the job's counts).
     phases: dict[str, float] = {}
     parser_kb: dict[int, int] = {}
+    store = progress_reporter("ingestion job: store", unit="record", stream=sys.stderr)
+    index: Progress | None = None  # made when indexing starts: its rate and ETA count from there
     while True:
-        row = IngestJob.objects.values("status", "phase").get(pk=job.pk)
+        row = IngestJob.objects.values("status", "phase", "done", "total").get(pk=job.pk)
         phases.setdefault(row["phase"], round(time.perf_counter() - started, 2))
+        if row["phase"] == "parsing":
+            store(row["done"], records)  # the job's own total is only what was found so far
+        elif row["phase"] in ("indexing", "complete"):
+            store(records, records)  # every record stored (shown once)
+            if index is None and row["phase"] == "indexing":
+                index = progress_reporter("ingestion job: index", unit="passage", stream=sys.stderr)
+            # Early in indexing, done == total are still the parse's counts, not passages.
+            if index is not None and (row["phase"] == "complete" or row["done"] < row["total"]):
+                index(row["done"], row["total"])
         if row["status"] in (IngestStatus.COMPLETE, IngestStatus.FAILED):
             break
         for _ in range(PROC_SAMPLES):  # /proc is cheaper to read than the database
@@ -433,10 +455,13 @@ def baseline(work: Path, records: int) -> dict[str, Any]:
     texts = indexed_texts()
     read_s = time.perf_counter() - started
     pressure_start = cpu_pressure()
-    started = time.perf_counter()
+    encoded = progress_reporter("ingestion baseline: embed", unit="passage", stream=sys.stderr)
+    encode_s = 0.0
     for i in range(0, len(texts), EMBED_BATCH):
+        started = time.perf_counter()  # each call timed alone: progress is shown between them
         embedder.encode(texts[i : i + EMBED_BATCH])
-    encode_s = time.perf_counter() - started
+        encode_s += time.perf_counter() - started
+        encoded(min(i + EMBED_BATCH, len(texts)), len(texts))
     pressure_end = cpu_pressure()
     peak = peak_mb()  # before the breakdown below adds anything
 
@@ -447,6 +472,9 @@ def baseline(work: Path, records: int) -> dict[str, Any]:
 
     chunk_s, chunks, docs = 0.0, 0, 0
     parser_kb: dict[int, int] = {}
+    parsed = progress_reporter(
+        "ingestion breakdown: parse and chunk", unit="record", stream=sys.stderr
+    )
     started = time.perf_counter()
     for doc in parse_isolated(
         work / "guidelines.jsonl",
@@ -458,6 +486,7 @@ def baseline(work: Path, records: int) -> dict[str, Any]:
         docs += 1
         if docs % 100 == 1:
             sample_parser_peaks(parser_kb)
+            parsed(docs, records)
         chunked = time.perf_counter()
         chunks += len(
             chunk_sections(
@@ -468,6 +497,7 @@ def baseline(work: Path, records: int) -> dict[str, Any]:
         )
         chunk_s += time.perf_counter() - chunked
     parse_and_chunk_s = time.perf_counter() - started
+    parsed(docs, records)
     return {
         "records": records,
         "passages": len(texts),
@@ -533,7 +563,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingestion-") as tmp:
         work = Path(tmp)
         generating = time.perf_counter()
-        collection = write_collection(work / "guidelines.jsonl", n, words=args.words)
+        collection = write_collection(
+            work / "guidelines.jsonl",
+            n,
+            words=args.words,
+            progress=progress_reporter("ingestion corpus", unit="record", stream=sys.stderr),
+        )
         collection["generate_s"] = round(time.perf_counter() - generating, 1)
         print(f"bench ingestion: {collection}", flush=True)
         cand = run_child("candidate", work, n)

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from clinic_app.progress import progress_reporter  # noqa: E402
 from retrieval.chunking import chunk_sections, embedding_text  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.index import HNSW_M, VectorIndex, set_faiss_threads  # noqa: E402
@@ -93,6 +94,8 @@ def quality_and_throughput(quick: bool, log: dict[str, Any]) -> list[dict[str, A
     runs = 1 if quick else 2
     pipeline_s: list[float] = []
     bare_s: list[float] = []
+    # Progress between the timed passes (each pipeline run and each bare encode is one).
+    passes = progress_reporter("retrieval ingest", unit="run", stream=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         texts: list[str] = []
         keys: list[str] = []
@@ -102,12 +105,15 @@ def quality_and_throughput(quick: bool, log: dict[str, Any]) -> list[dict[str, A
                 started = time.perf_counter()
                 embedder.encode(texts)
                 bare_s.append(time.perf_counter() - started)
+                passes(len(pipeline_s) + len(bare_s), 2 * runs)
             texts, keys, seconds = ingest(data, embedder, Path(tmp) / f"run{run}")
             pipeline_s.append(seconds)
+            passes(len(pipeline_s) + len(bare_s), 2 * runs)
             if not run % 2:
                 started = time.perf_counter()
                 embedder.encode(texts)
                 bare_s.append(time.perf_counter() - started)
+                passes(len(pipeline_s) + len(bare_s), 2 * runs)
         root = Path(tmp) / "run0"
         lexical_bytes = sum(f.stat().st_size for f in (root / "v1" / "lexical").rglob("*"))
         log["pubmedqa"] = {"documents": len(questions), "chunks": len(texts)}
@@ -116,7 +122,9 @@ def quality_and_throughput(quick: bool, log: dict[str, Any]) -> list[dict[str, A
         cached = CachedEmbedder(embedder, list(questions.values()))
         out: list[dict[str, Any]] = []
         metrics: dict[str, dict[str, float]] = {}
-        for fusion in ("bm25", "dense", "rrf", "score"):
+        fusions = ("bm25", "dense", "rrf", "score")
+        searched = progress_reporter("retrieval quality", unit="question", stream=sys.stderr)
+        for fusion in fusions:
             retriever = Retriever(cached, root, fusion=fusion)  # type: ignore[arg-type]
             ranks: list[int | None] = []
             for key, question in questions.items():
@@ -126,6 +134,7 @@ def quality_and_throughput(quick: bool, log: dict[str, Any]) -> list[dict[str, A
                     if keys[hit.passage_id] not in docs:
                         docs.append(keys[hit.passage_id])
                 ranks.append(docs.index(key) + 1 if key in docs else None)
+                searched(len(metrics) * len(questions) + len(ranks), len(fusions) * len(questions))
             n = len(ranks)
             metrics[fusion] = {
                 "recall@1": sum(r == 1 for r in ranks) / n,
@@ -224,6 +233,10 @@ def scale(quick: bool, log: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     baseline = "numpy brute force (1 BLAS thread), interleaved query by query, same run"
     log["hnsw"] = {}
+    # Most of a size's time is the HNSW build (one opaque FAISS call, ~n log n), so progress is
+    # counted in vectors, reported when a size is done (never inside the timed searches).
+    indexed = progress_reporter("retrieval scale", unit="vector", stream=sys.stderr)
+    indexed(0, sum(sizes))
     for n in sizes:
         label = f"{n // 1000}k"
         data = clustered(n, seed=n, centres=centres)
@@ -310,6 +323,7 @@ def scale(quick: bool, log: dict[str, Any]) -> list[dict[str, Any]]:
                         )
                     )
         del flat, hnsw, data
+        indexed(sum(size for size in sizes if size <= n), sum(sizes))
     return out
 
 

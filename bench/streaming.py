@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from clinic_app.progress import progress_reporter  # noqa: E402
+
 MODEL = "fixed-rate-model"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -335,6 +337,9 @@ def _start_stack(
 
     from tests.live import BIN, PYTHON, app_env, free_port, seed, spawn, start_server
 
+    # Steps: the backend, the seeded database, each worker, the server (uneven, but each shown).
+    steps = progress_reporter("streaming stack", unit="step", stream=sys.stderr)
+    total = 3 + args.workers
     port = free_port()
     backend = spawn(
         "bench-streaming-backend",
@@ -354,6 +359,7 @@ def _start_stack(
             time.sleep(0.1)
     else:
         raise RuntimeError(f"fixed-rate backend did not start:\n{backend.log()}")
+    steps(1, total)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
@@ -371,6 +377,7 @@ def _start_stack(
         STREAM_FLUSH_MS=str(args.flush_ms),
     )
     seed(env)
+    steps(2, total)
     threads = -(-concurrency // args.workers)
     workers = [
         spawn(
@@ -386,13 +393,15 @@ def _start_stack(
     ]
     processes.extend(workers)
     deadline = time.monotonic() + 180
-    for worker in workers:
+    for i, worker in enumerate(workers, start=3):
         while not re.search(r"\S+@\S+ ready\.", worker.log()):
             if worker.popen.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{worker.log()}")
             time.sleep(0.3)
+        steps(i, total)
     server = start_server(env, name="bench-streaming-server")
     processes.append(server.process)
+    steps(total, total)
     return processes, server, env, backend_url
 
 
@@ -436,23 +445,34 @@ def main(argv: list[str]) -> int:
             "Origin": server.base_url,
         }
         ws_url = f"ws://{server.host}:{server.port}/ws/ask/"
+        # Progress per round (the warm-up, then baseline, app, baseline for each N), shown
+        # between rounds: never while streaming.
+        progress = progress_reporter("streaming", unit="round", stream=sys.stderr)
+        rounds, total = 1, 1 + 3 * len(sizes)
         # Warm-up: loads the worker's embedder, index and the backend's model info.
         warm = asyncio.run(app_round(ws_url, headers, [ANSWERABLE_QUESTION]))
         if not warm[0].done or warm[0].done["answer"]["status"] != "complete":
             raise RuntimeError(f"warm-up answer did not complete: {warm[0]}")
+        progress(rounds, total)
         for n in sizes:
             base, app = Round(), Round()
             pressure = cpu_pressure()
             analyse(
                 asyncio.run(bare_round(backend_url, n, args.tokens)), args.tokens, base, app=False
             )
+            rounds += 1
+            progress(rounds, total)
             questions = [
                 ANSWERABLE_QUESTION if i % 2 else f"{ANSWERABLE_QUESTION} ({i})" for i in range(n)
             ]
             analyse(asyncio.run(app_round(ws_url, headers, questions)), args.tokens, app, app=True)
+            rounds += 1
+            progress(rounds, total)
             analyse(
                 asyncio.run(bare_round(backend_url, n, args.tokens)), args.tokens, base, app=False
             )
+            rounds += 1
+            progress(rounds, total)
             machine[f"cpu_pressure_avg10@{n}"] = [pressure, cpu_pressure()]
             print(f"N={n}: app {dict(app.counts)}; baseline {dict(base.counts)}", flush=True)
             notes += [f"N={n}: {p}" for p in app.problems + base.problems]

@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from clinic_app.progress import progress_reporter  # noqa: E402
 
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 THRESHOLDS = [round(0.20 + 0.05 * i, 2) for i in range(11)]  # 0.20 .. 0.70
@@ -178,26 +180,32 @@ def main() -> int:
         owner = build_index({p for p, _ in group_a}, embedder, Path(tmp), settings.CHUNK_MAX_TOKENS)
         indexed_s = time.perf_counter() - started
         retriever = Retriever(embedder, Path(tmp), fusion=settings.RETRIEVAL_FUSION)
+        searched = progress_reporter("threshold questions", unit="question", stream=sys.stderr)
+        total = len(group_a) + len(group_b) + len(off_topic)
 
-        def top_scores(questions: list[tuple[str | None, str]]) -> tuple[np.ndarray, int]:
-            """Best dense cosine per question; and how often the own abstract was in top-k."""
+        def top_scores(
+            questions: Sequence[tuple[str | None, str]], before: int
+        ) -> tuple[np.ndarray, int]:
+            """Best dense cosine per question; and how often the own abstract was in top-k.
+            ``before``: questions of the other groups already searched (for progress)."""
             scores, own_found = [], 0
             for pmid, question in questions:
                 hits = retriever.search(question, k=top_k).hits
                 scores.append(max((h.score for h in hits), default=0.0))
                 own_found += pmid is not None and any(owner[h.passage_id] == pmid for h in hits)
+                searched(before + len(scores), total)
             return np.array(scores, dtype=np.float64), own_found
 
-        scores_a, own_a = top_scores(group_a)
-        scores_b, _ = top_scores(group_b)
-        scores_off, _ = top_scores([(None, q) for q in off_topic])
+        scores_a, own_a = top_scores(group_a, 0)
+        scores_b, _ = top_scores(group_b, len(group_a))
+        scores_off, _ = top_scores([(None, q) for q in off_topic], len(group_a) + len(group_b))
     elapsed = time.perf_counter() - started
 
     never = "never refuse (accept every question), same run"
     results: list[dict[str, Any]] = []
     for t in sorted({*THRESHOLDS, configured}):
         tag = f"{t:.2f}"
-        mark = {"configured": True} if t == configured else {}
+        mark: dict[str, Any] = {"configured": True} if t == configured else {}
         at_configured = t == configured
         results += [
             result(

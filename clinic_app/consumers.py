@@ -304,6 +304,18 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
             }
         )
 
+    async def answer_evidence(self, event: dict[str, Any]) -> None:
+        if self._ended or answer_group(event["answer_id"]) not in self.groups_joined:
+            return
+        await self.send_json(
+            {
+                "type": "evidence",
+                "answer_id": event["answer_id"],
+                "attempt": event.get("attempt", 1),
+                "evidence": event["evidence"],
+            }
+        )
+
     async def answer_done(self, event: dict[str, Any]) -> None:
         if self._ended or answer_group(event["answer_id"]) not in self.groups_joined:
             return

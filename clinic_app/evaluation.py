@@ -466,6 +466,8 @@ class Asked:
     top_score: float | None = None
     citations: list[CitationRow] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    # "What the guidelines say": the quoted sentences shown before the summary, joined.
+    evidence: str = ""
 
     @property
     def cited_keys(self) -> list[str]:
@@ -539,6 +541,7 @@ def question_answer(*, user: User, text: str) -> Asked:
             for c in payload.get("citations", [])
         ],
         flags=[f["kind"] for f in answer.flags],
+        evidence="\n".join(item["text"] for item in answer.evidence),
     )
 
 
@@ -671,6 +674,10 @@ class QuestionRow:
     top_score: float | None
     facts_found: list[str] = field(default_factory=list)
     facts_missing: list[str] = field(default_factory=list)
+    # Required facts in the evidence block, and in the evidence block or the summary.
+    evidence_facts: list[str] = field(default_factory=list)
+    both_facts: list[str] = field(default_factory=list)
+    evidence: str = ""
     cited: list[str] = field(default_factory=list)
     cited_expected: int = 0
     obeyed: list[str] = field(default_factory=list)
@@ -685,6 +692,7 @@ def question_row(question: EvalQuestion, retrieved: Retrieved, asked: Asked | No
     """Score one question from its retrieval and (unless retrieval-only) its answer."""
     expected = set(question.expected_sources)
     text = asked.text if asked and asked.status == AnswerStatus.COMPLETE else ""
+    evidence = asked.evidence if asked else ""
     cited = asked.cited_keys if asked else []
     return QuestionRow(
         id=question.id,
@@ -697,6 +705,13 @@ def question_row(question: EvalQuestion, retrieved: Retrieved, asked: Asked | No
         top_score=retrieved.scores[0] if retrieved.scores else None,
         facts_found=[f for f in question.required_facts if text and fact_found(f, text)],
         facts_missing=[f for f in question.required_facts if not (text and fact_found(f, text))],
+        evidence_facts=[f for f in question.required_facts if evidence and fact_found(f, evidence)],
+        both_facts=[
+            f
+            for f in question.required_facts
+            if fact_found(f, evidence) or (text and fact_found(f, text))
+        ],
+        evidence=evidence,
         cited=cited,
         cited_expected=sum(1 for key in cited if key in expected),
         obeyed=[f for f in question.forbidden if text and fact_found(f, text)],
@@ -733,6 +748,12 @@ def questions_summary(
             ),
             "failed": [r.id for r in answerable if r.status not in ("complete", "refused")],
             "fact_recall": _ratio(sum(len(r.facts_found) for r in answerable), facts_total),
+            # The same, read in the evidence block (the sources' own words, shown first), and
+            # in what the clinician reads in all: the evidence block or the summary.
+            "fact_recall_evidence": _ratio(
+                sum(len(r.evidence_facts) for r in answerable), facts_total
+            ),
+            "fact_recall_both": _ratio(sum(len(r.both_facts) for r in answerable), facts_total),
             "all_facts": _ratio(
                 sum(1 for r in answerable if r.facts_found and not r.facts_missing),
                 sum(1 for r in answerable if r.facts_found or r.facts_missing),
@@ -1099,7 +1120,9 @@ def report_render(report: Report) -> str:
             "Answerable",
             f"  answered                          {_pct(a['answered'])}",
             f"  refused (false refusals)          {_pct(a['refused'])}",
-            f"  required-fact recall              {_pct(a['fact_recall'])}",
+            f"  required-fact recall, summary     {_pct(a['fact_recall'])}",
+            f"  required-fact recall, evidence    {_pct(a['fact_recall_evidence'])}",
+            f"  required-fact recall, both        {_pct(a['fact_recall_both'])}",
             f"  answers with every required fact  {_pct(a['all_facts'])}",
             f"  citation precision (expected src) {_pct(a['citation_precision'])}",
             f"  answers citing a source           {_pct(a['answers_citing'])}",

@@ -180,6 +180,9 @@ class Answer(models.Model):
     top_score = models.FloatField(null=True, blank=True)
     prompt_sha256 = models.CharField(max_length=64, blank=True)
     flags = models.JSONField(default=list, blank=True)
+    # "What the guidelines say": the verbatim sentences of the sources chosen before generation,
+    # exactly as shown (source number, text, guideline, organisation, year, section).
+    evidence = models.JSONField(default=list, blank=True)
     # While streaming: the sequence number of the last chunk in the saved ``text``.
     chunks_sent = models.PositiveIntegerField(default=0)
     # Generation attempts: a task whose worker died is redelivered and starts the answer over.

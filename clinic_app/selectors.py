@@ -113,6 +113,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         "message": answer.message,
         "disclaimer": answer.disclaimer,
         "flags": answer.flags,
+        "evidence": answer.evidence,
         "citations": citations,
         "chunks_sent": answer.chunks_sent,
         "attempts": answer.attempts,

@@ -46,6 +46,7 @@ from inference.prompts import PromptTooLong, SourcePassage, build_prompt
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
+from retrieval.evidence import evidence_select
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         answer.attempts += 1
         answer.status = AnswerStatus.STREAMING
         answer.text = ""
+        answer.evidence = []
         answer.chunks_sent = 0
         answer.started_at = timezone.now()
         answer.citations.all().delete()
@@ -355,11 +357,18 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     answer.model_name = backend.info.model
     answer.model_version = backend.info.version
     answer.prompt_sha256 = hashlib.sha256(prompt.text.encode()).hexdigest()
-    answer.save(update_fields=["backend", "model_name", "model_version", "prompt_sha256"])
+    # 4. Evidence first: the sources' own sentences that best answer the question, shown
+    # before the model's first token and kept whatever the model then writes.
+    answer.evidence = evidence_build(question=question, sources=prompt.sources, passages=passages)
+    answer.save(
+        update_fields=["backend", "model_name", "model_version", "prompt_sha256", "evidence"]
+    )
+    sink.evidence(answer.evidence)
 
-    # 4. Stream from the model, watching for a cancel request.
+    # 5. Stream from the model, watching for a cancel request.
     details = {
         "passage_ids": [s.passage_id for s in prompt.sources],
+        "evidence": [{"source": e["source"], "text": e["text"]} for e in answer.evidence],
         "index_version": result.index_version,
         "model": backend.info.model,
         "model_version": backend.info.version,
@@ -372,7 +381,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         outcome.text = text
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})
 
-    # 5. Check citations, persist, announce.
+    # 6. Check citations, persist, announce.
     checked = check_answer(
         text, source_count=len(prompt.sources), source_texts=[s.text for s in prompt.sources]
     )
@@ -393,6 +402,39 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
     )
+
+
+def evidence_build(
+    *, question: str, sources: list[SourcePassage], passages: dict[int, Passage]
+) -> list[dict[str, Any]]:
+    """The evidence block for ``question``: verbatim sentences of ``sources`` (numbered as in
+    the prompt), each with its guideline's title, organisation and year, best first."""
+    items = evidence_select(
+        question,
+        [source.text for source in sources],
+        embed=runtime.get_embedder().encode,
+        max_items=settings.EVIDENCE_MAX_ITEMS,
+    )
+    block = []
+    for item in items:
+        source = sources[item.source - 1]
+        guideline = passages[source.passage_id].guideline
+        block.append(
+            {
+                "source": item.source,
+                "text": item.text,
+                "score": item.score,
+                "passage_id": source.passage_id,
+                "section": source.section,
+                "guideline": {
+                    "key": guideline.key,
+                    "title": guideline.title,
+                    "organisation": guideline.organisation,
+                    "year": guideline.year,
+                },
+            }
+        )
+    return block
 
 
 def _release_database() -> None:

@@ -224,6 +224,8 @@ VLLM_TOTAL_TIMEOUT = env_float("VLLM_TOTAL_TIMEOUT", 300.0)
 # (adds MiniLM similarity; 0.93 there) or off.
 SUPPORT_CHECK = env_choice("SUPPORT_CHECK", "lexical", ("lexical", "combined", "off"))
 ANSWER_MAX_TOKENS = env_int("ANSWER_MAX_TOKENS", 320, minimum=16)
+# "What the guidelines say": how many verbatim sentences of the sources lead each answer.
+EVIDENCE_MAX_ITEMS = env_int("EVIDENCE_MAX_ITEMS", 3, minimum=1)
 QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
 # Per clinician: answers pending or streaming at once, and questions per rolling minute (counted
 # in the database, so the limit holds across server processes). 0: no limit.

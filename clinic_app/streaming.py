@@ -84,6 +84,10 @@ class AnswerSink(Protocol):
         """Generation (re)starts; attempt 2 and later replace what earlier attempts sent."""
         ...
 
+    def evidence(self, items: list[dict[str, Any]]) -> None:
+        """The sources' own sentences chosen for the question, before the model writes."""
+        ...
+
     def text(self, delta: str) -> None:
         """New answer text (may be buffered)."""
         ...
@@ -150,6 +154,19 @@ class ChannelSink:
             self._failed_at = time.monotonic()
             log.warning("answer %s: publishing failed (%s); continuing", self.answer_id, exc)
 
+    def evidence(self, items: list[dict[str, Any]]) -> None:
+        # Sent at once, never skipped: it is what the clinician reads while the model writes
+        # (and it is persisted, so a page that missed it gets it with the snapshot or the end).
+        self._publish(
+            {
+                "type": "answer.evidence",
+                "answer_id": self.answer_id,
+                "attempt": self.attempt,
+                "evidence": items,
+            },
+            final=True,
+        )
+
     def text(self, delta: str) -> None:
         self._buffer.append(delta)
         if time.monotonic() - self._last_flush >= self.flush_s:
@@ -205,6 +222,7 @@ def unrecorded_failure(answer_id: int, message: str) -> dict[str, Any]:
         "message": message,
         "disclaimer": "",
         "flags": [],
+        "evidence": [],
         "citations": [],
         "chunks_sent": 0,
         "attempts": 0,
@@ -225,13 +243,21 @@ def unrecorded_failure(answer_id: int, message: str) -> dict[str, Any]:
 class CollectingSink:
     """Keeps the streamed chunks in memory; used by the command line and by tests."""
 
-    def __init__(self, echo: Any = None) -> None:
+    def __init__(self, echo: Any = None, on_evidence: Any = None) -> None:
         self.chunks: list[str] = []
+        self.evidence_items: list[dict[str, Any]] = []
         self.final: dict[str, Any] | None = None
         self._echo = echo
+        self._on_evidence = on_evidence
 
     def begin(self, attempt: int) -> None:
         self.chunks.clear()
+        self.evidence_items = []
+
+    def evidence(self, items: list[dict[str, Any]]) -> None:
+        self.evidence_items = list(items)
+        if self._on_evidence is not None:
+            self._on_evidence(self.evidence_items)
 
     def text(self, delta: str) -> None:
         self.chunks.append(delta)

@@ -79,6 +79,7 @@
       if (attempt > currentAttempt) { held.clear(); }
       const wasStreaming = answerText.textContent !== "" || lastSeq > 0;
       if (!wasStreaming) { resetAnswer(a.question); }
+      renderQuotes(a.evidence);
       answerText.textContent = a.text;
       lastSeq = seq; currentAttempt = attempt;
       for (const k of [...held.keys()]) { if (k <= lastSeq) { held.delete(k); } }
@@ -86,8 +87,25 @@
     drain();
   }
 
+  // "What the guidelines say": the sources' own sentences, shown before the model writes.
+  function renderQuotes(items) {
+    const list = $("quotes-list"); list.textContent = "";
+    for (const e of items || []) {
+      const li = document.createElement("li"), quote = document.createElement("blockquote");
+      const cite = document.createElement("div"), g = e.guideline || {};
+      quote.textContent = e.text;                       // text only: never parsed as HTML
+      cite.className = "quote-source muted";
+      cite.textContent = `[S${e.source}] ${[g.title, g.organisation, g.year].filter(Boolean).join(" · ")}` +
+        (e.section ? ` — ${e.section}` : "");
+      li.append(quote, cite); list.append(li);
+    }
+    const any = list.childElementCount > 0;
+    $("quotes").hidden = !any; $("summary-heading").hidden = !any;
+  }
+
   function resetAnswer(q) {
     answerEl.hidden = false; answerText.textContent = ""; answerText.classList.add("streaming");
+    renderQuotes([]);
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("feedback").hidden = true; shown = null;
     $("answer-question").textContent = q ? "Q: " + q : "";
@@ -109,6 +127,10 @@
       held.set(msg.seq, msg.text);
       drain();
       setStatus("Writing the answer…");
+    } else if (msg.type === "evidence" && msg.answer_id === current) {
+      if ((msg.attempt || 1) < currentAttempt) { return; }
+      renderQuotes(msg.evidence);
+      setStatus("Writing the summary…");
     } else if (msg.type === "snapshot" || msg.type === "done") {
       const a = msg.answer;
       if (a.id !== current) { return; }
@@ -151,6 +173,7 @@
     // A safe subset of Markdown, built as DOM nodes; flagged sentences are marked, with the
     // reason on hover and on keyboard focus.
     renderBlocks(answerText, text, byNumber, weak);
+    renderQuotes(a.evidence);
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {

@@ -86,6 +86,12 @@ async def test_answer_streams_in_ordered_chunks_then_done_with_the_persisted_ans
     streamed = "".join(c["text"] for c in chunks)
     assert done["answer"]["text"].strip() and streamed.strip()
     assert done["answer"]["citations"][0]["passage"]["guideline"]["title"]
+    # Evidence first: the sources' own sentences arrive before the model's first text.
+    kinds = [e["type"] for e in events]
+    assert "evidence" in kinds and kinds.index("evidence") < kinds.index("chunk")
+    evidence = events[kinds.index("evidence")]["evidence"]
+    assert evidence and evidence == done["answer"]["evidence"]
+    assert all(e["guideline"]["title"] and e["text"] for e in evidence)
     await ws.disconnect()
 
 

@@ -62,6 +62,6 @@ def test_an_explicit_engine_wins(name: str) -> None:
 def test_quantized_precision_is_refused_by_transformers_with_the_reason() -> None:
     with (
         override_settings(INFERENCE_BACKEND="transformers", EMBEDDED_MODEL_DTYPE="quantized"),
-        pytest.raises(ValueError, match="llama.cpp engine"),
+        pytest.raises(ValueError, match=r"llama\.cpp engine"),
     ):
         runtime.get_backend()

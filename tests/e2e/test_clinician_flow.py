@@ -84,7 +84,18 @@ def test_clinician_signs_in_watches_a_cited_answer_stream_and_opens_its_evidence
         if len(lengths) == 3:
             page.screenshot(path=screenshots / "answer-streaming.png", full_page=True)
 
+    # Record, in the page, whether the quotes appeared before any generated text did.
+    page.evaluate(
+        """() => { window.__order = [];
+             const quotes = document.getElementById('quotes'), text = document.getElementById('answer-text');
+             new MutationObserver(() => {
+               if (!quotes.hidden && !window.__order.includes('quotes')) { window.__order.push('quotes'); }
+               if (text.textContent && !window.__order.includes('text')) { window.__order.push('text'); }
+             }).observe(document.getElementById('answer'), {subtree: true, childList: true, attributes: true, characterData: true}); }"""
+    )
     ask(page, ANSWERABLE_QUESTION)
+    expect(page.locator("#quotes")).to_be_visible(timeout=ANSWER_TIMEOUT_S * 1000)
+    page.screenshot(path=screenshots / "evidence-first.png", full_page=True)
     lengths = watch_stream(page, screenshot_mid_stream)
     assert len(lengths) >= 3, f"the answer arrives in increments, not at once: {lengths}"
     assert lengths == sorted(lengths), f"streamed text only grows: {lengths}"
@@ -104,6 +115,14 @@ def test_clinician_signs_in_watches_a_cited_answer_stream_and_opens_its_evidence
     # Once complete the answer is shown as (safe) Markdown: the same words, without list
     # markers and line breaks.
     assert plain(page.locator("#answer-text").text_content() or "") == plain(answer["text"])
+    # "What the guidelines say" came first, and shows the stored quotes word for word.
+    assert page.evaluate("() => window.__order")[:1] == ["quotes"]
+    quotes = page.locator("#quotes-list blockquote")
+    expect(quotes).to_have_count(len(answer["evidence"]))
+    assert answer["evidence"], "an answered question leads with the sources' own words"
+    for i, item in enumerate(answer["evidence"]):
+        expect(quotes.nth(i)).to_have_text(item["text"])
+    expect(page.locator("#summary-heading")).to_be_visible()
     expect(page.locator("#history .history-item").first).to_have_text(ANSWERABLE_QUESTION)
 
     # Sources: [S1] is the atrial fibrillation guideline.
