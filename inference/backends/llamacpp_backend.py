@@ -222,10 +222,12 @@ class LlamaCppBackend:
         return list(loaded.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def count_tokens(self, text: str) -> int:
-        """Number of tokens ``text`` takes, counted exactly as ``stream`` tokenizes a prompt."""
-        loaded = self.load()
-        with loaded.lock:
-            return len(self._tokenize(loaded, text))
+        """Number of tokens ``text`` takes, counted exactly as ``stream`` tokenizes a prompt.
+
+        Not behind the generation lock: tokenizing only reads the vocabulary, so another
+        clinician's prompt (and the quotes shown before it) is not held up by a running answer.
+        """
+        return len(self._tokenize(self.load(), text))
 
     def control_tokens(self) -> tuple[str, ...]:
         """The vocabulary's control tokens, for prompts to neutralise in untrusted text."""
@@ -242,18 +244,18 @@ class LlamaCppBackend:
         ``max_tokens`` exceeds the context, BackendUnavailable without a model.
         """
         loaded = self.load()
+        tokens = self._tokenize(loaded, request.prompt)
+        if len(tokens) + request.max_tokens > self.info.context_tokens:
+            raise ContextOverflow(
+                f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds "
+                f"the context of {self.info.context_tokens} tokens"
+            )
+        if request.max_tokens <= 0:
+            return
         while not loaded.lock.acquire(timeout=_POLL_S):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("generation cancelled by the caller")
         try:
-            tokens = self._tokenize(loaded, request.prompt)
-            if len(tokens) + request.max_tokens > self.info.context_tokens:
-                raise ContextOverflow(
-                    f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds "
-                    f"the context of {self.info.context_tokens} tokens"
-                )
-            if request.max_tokens <= 0:
-                return
             yield from self._generate(loaded, tokens, request, cancel)
         finally:
             loaded.lock.release()

@@ -184,6 +184,21 @@ def test_abandoning_a_stream_frees_the_model_for_the_next(backend: LlamaCppBacke
     assert "".join(backend.stream(GenerationRequest(prompt=PROMPT, max_tokens=4)))
 
 
+def test_counting_tokens_does_not_wait_for_a_running_generation(
+    backend: LlamaCppBackend,
+) -> None:
+    lock = backend.load().lock
+    counted: list[int] = []
+    lock.acquire()  # as while another clinician's answer is being written
+    try:
+        counter = threading.Thread(target=lambda: counted.append(backend.count_tokens(PROMPT)))
+        counter.start()
+        counter.join(30)  # waiting for the lock would never end: the lock is held throughout
+        assert not counter.is_alive() and counted and counted[0] > 10
+    finally:
+        lock.release()
+
+
 def test_prompt_that_does_not_fit_the_context_is_refused(backend: LlamaCppBackend) -> None:
     narrow = LlamaCppBackend(model_path=str(MODEL_DIR), context_tokens=64)
     with pytest.raises(ContextOverflow, match="64 tokens"):
