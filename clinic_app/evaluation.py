@@ -761,6 +761,10 @@ def questions_summary(
             "citation_precision": _ratio(sum(r.cited_expected for r in answerable), cited),
             "answers_citing": _ratio(sum(1 for r in complete if r.cited), len(complete)),
             "empty_answers": [r.id for r in complete if r.empty],
+            # Folded away on the page behind the quotes (mostly unsupported, or no words).
+            "summaries_withheld": _ratio(
+                sum("summary_withheld" in r.flags for r in complete), len(complete)
+            ),
         },
         "out_of_scope": {
             "correct_refusals": _ratio(
@@ -1126,6 +1130,7 @@ def report_render(report: Report) -> str:
             f"  answers with every required fact  {_pct(a['all_facts'])}",
             f"  citation precision (expected src) {_pct(a['citation_precision'])}",
             f"  answers citing a source           {_pct(a['answers_citing'])}",
+            f"  summaries withheld (unsupported)  {_pct(a['summaries_withheld'])}",
             f"  answers with no words, only [S..] {len(a['empty_answers'])}"
             + (f"  ({', '.join(a['empty_answers'])})" if a["empty_answers"] else ""),
             "Out of scope",

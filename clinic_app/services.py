@@ -40,7 +40,7 @@ from clinic_app.models import (
 from clinic_app.selectors import answer_get_for_user, answer_payload
 from clinic_app.streaming import AnswerSink, CollectingSink
 from inference.backends.base import Backend
-from inference.citations import check_answer
+from inference.citations import check_answer, summary_withheld_reason
 from inference.errors import BackendError, Cancelled
 from inference.prompts import PromptTooLong, SourcePassage, build_prompt
 from inference.sanitize import backend_control_tokens
@@ -399,6 +399,15 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         ]
     if backend.count_tokens(text) >= settings.ANSWER_MAX_TOKENS:
         flags.append({"kind": "truncated", "detail": "the answer reached the length limit"})
+    # Contain what the model got wrong: a summary mostly unsupported (or only markers) is
+    # folded away on the page behind the quotes, and counted.
+    withheld = summary_withheld_reason(
+        checked.text,
+        flagged_sentences=sum(f["kind"] in ("weak_support", "uncited_sentence") for f in flags),
+        max_share=settings.SUMMARY_WITHHOLD_SHARE,
+    )
+    if withheld:
+        flags.append({"kind": "summary_withheld", "detail": withheld})
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
     )

@@ -226,6 +226,11 @@ SUPPORT_CHECK = env_choice("SUPPORT_CHECK", "lexical", ("lexical", "combined", "
 ANSWER_MAX_TOKENS = env_int("ANSWER_MAX_TOKENS", 320, minimum=16)
 # "What the guidelines say": how many verbatim sentences of the sources lead each answer.
 EVIDENCE_MAX_ITEMS = env_int("EVIDENCE_MAX_ITEMS", 3, minimum=1)
+# A summary with more than this share of its sentences flagged (unsupported or uncited), or
+# with no words, is folded away behind the quotes ("rely on the evidence above").
+SUMMARY_WITHHOLD_SHARE = env_float("SUMMARY_WITHHOLD_SHARE", 0.5)
+if not 0.0 <= SUMMARY_WITHHOLD_SHARE <= 1.0:
+    raise SettingError(f"SUMMARY_WITHHOLD_SHARE={SUMMARY_WITHHOLD_SHARE}: use a share from 0 to 1")
 QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
 # Per clinician: answers pending or streaming at once, and questions per rolling minute (counted
 # in the database, so the limit holds across server processes). 0: no limit.

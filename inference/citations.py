@@ -73,3 +73,23 @@ def check_answer(
         if len(sentence) > 20 and not _CITATION_GROUP.search(sentence):
             flags.append(Flag("uncited_sentence", sentence[:200]))
     return CheckedAnswer(text=cleaned, cited=cited, flags=flags)
+
+
+def summary_withheld_reason(text: str, *, flagged_sentences: int, max_share: float) -> str:
+    """Why a finished summary should be folded away behind the quoted evidence, or ``""``.
+
+    A summary with no words (citation markers alone), or one in which more than ``max_share``
+    of the sentences long enough to make a claim were flagged (unsupported by the cited source,
+    or uncited), helps no one and may mislead: the page then shows the sources' own words and
+    keeps the summary one click away.
+    """
+    words = re.findall(r"[^\W\d_]{2,}", _CITATION_GROUP.sub(" ", text))
+    if not words:
+        return "the model's summary held no words, only citation markers"
+    claims = [s for s in split_sentences(text) if len(s) > 20]
+    flagged = min(flagged_sentences, len(claims))
+    if claims and flagged / len(claims) > max_share:
+        return (
+            f"{flagged} of {len(claims)} sentences of the summary were not supported by the sources"
+        )
+    return ""

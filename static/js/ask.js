@@ -103,14 +103,30 @@
     $("quotes").hidden = !any; $("summary-heading").hidden = !any;
   }
 
+  // A summary the checks found mostly unsupported (or only markers) is folded away: the quotes
+  // above are what to rely on; the summary stays one click away.
+  function renderWithheld(a) {
+    const flag = (a.flags || []).find((f) => f.kind === "summary_withheld");
+    $("summary-withheld").hidden = !flag;
+    $("summary-withheld-reason").textContent = flag ? `(${flag.detail})` : "";
+    $("summary-show").setAttribute("aria-expanded", "false"); $("summary-show").hidden = false;
+    answerText.hidden = !!flag;
+  }
+
   function resetAnswer(q) {
     answerEl.hidden = false; answerText.textContent = ""; answerText.classList.add("streaming");
+    answerText.hidden = false; $("summary-withheld").hidden = true;
     renderQuotes([]);
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("feedback").hidden = true; shown = null;
     $("answer-question").textContent = q ? "Q: " + q : "";
     lastSeq = 0; currentAttempt = 1; held.clear();
   }
+
+  $("summary-show").addEventListener("click", () => {
+    answerText.hidden = false; $("summary-show").setAttribute("aria-expanded", "true");
+    $("summary-show").hidden = true;
+  });
 
   function handle(msg) {
     lastEventAt = Date.now();
@@ -174,6 +190,7 @@
     // reason on hover and on keyboard focus.
     renderBlocks(answerText, text, byNumber, weak);
     renderQuotes(a.evidence);
+    renderWithheld(a);
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {

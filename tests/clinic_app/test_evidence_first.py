@@ -104,3 +104,33 @@ def test_the_quotes_stay_when_the_model_fails(
     assert answer.status == AnswerStatus.FAILED
     assert answer.evidence and order[0][0] == "evidence"
     assert answer_payload(answer)["evidence"] == answer.evidence
+
+
+def test_a_summary_the_checks_reject_is_withheld_and_counted(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dose invented by the model (12.5 mg where no source says so), and no citation at all."""
+    invented = ScriptedBackend(
+        "Start levothyroxine at 12.5 mg daily. Double the dose every week until the TSH is normal."
+    )
+    monkeypatch.setattr(runtime, "get_backend", lambda: invented)
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    withheld = [f for f in answer.flags if f["kind"] == "summary_withheld"]
+    assert withheld and "2 of 2 sentences" in withheld[0]["detail"]
+    assert answer.evidence, "the quotes are what the clinician relies on instead"
+
+
+def test_a_supported_summary_is_not_withheld(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def quote_first_source(prompt: str) -> str:
+        """The first sentence of [S1], cited: as supported as a summary can be."""
+        body = prompt.split('<source id="S1"', 1)[1].split(">", 1)[1].split("</source>", 1)[0]
+        first = re.split(r"(?<=[.!?])\s", " ".join(body.split()), maxsplit=1)[0]
+        return f"{first.rstrip('.')} [S1]."
+
+    monkeypatch.setattr(runtime, "get_backend", lambda: ScriptedBackend(quote_first_source))
+    answer, _ = ask(clinician, ANSWERABLE_QUESTION)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert all(f["kind"] != "summary_withheld" for f in answer.flags), answer.flags

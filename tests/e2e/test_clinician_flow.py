@@ -142,6 +142,19 @@ def test_clinician_signs_in_watches_a_cited_answer_stream_and_opens_its_evidence
     expect(disclaimer).to_contain_text("not a substitute for clinical judgment")
     page.screenshot(path=screenshots / "answer-complete.png", full_page=True)
 
+    # A summary the checks found mostly unsupported is folded away behind the quotes, with
+    # the reason, and stays one click away.
+    withheld = [f for f in answer["flags"] if f["kind"] == "summary_withheld"]
+    if withheld:
+        expect(page.locator("#summary-withheld")).to_be_visible()
+        expect(page.locator("#summary-withheld")).to_contain_text(withheld[0]["detail"])
+        expect(page.locator("#answer-text")).to_be_hidden()
+        page.screenshot(path=screenshots / "summary-withheld.png", full_page=True)
+        page.locator("#summary-show").click()
+    else:
+        expect(page.locator("#summary-withheld")).to_be_hidden()
+    expect(page.locator("#answer-text")).to_be_visible()
+
     # An inline citation marker, when the model wrote one, opens the passage it points to.
     markers = page.locator("#answer-text .cite")
     if markers.count():

@@ -147,6 +147,8 @@ def first_chunk(ws: ClientConnection, answer_id: int) -> dict[str, Any]:
     deadline = time.monotonic() + ANSWER_WAIT_S
     while True:
         event = next_event(ws, answer_id, deadline)
+        if event["type"] == "evidence":  # the sources' quotes come before the model's text
+            continue
         assert event["type"] == "chunk", f"the answer ended before streaming: {event}"
         if event["text"].strip():
             return event

@@ -90,6 +90,9 @@ def test_question_is_answered_by_a_celery_worker_and_streamed_through_redis(
     assert accepted["type"] == "accepted", events
     chunks = [e for e in events if e["type"] == "chunk"]
     assert len(chunks) >= 2
+    # The quotes travel worker -> Redis -> socket too, ahead of the model's text.
+    kinds = [e["type"] for e in events]
+    assert "evidence" in kinds and kinds.index("evidence") < kinds.index("chunk"), kinds
     assert [c["seq"] for c in chunks] == list(range(1, len(chunks) + 1))
     assert done["type"] == "done" and done["answer"]["status"] == "complete", done
     status, text, model = answer_row(env, accepted["answer_id"])

@@ -54,11 +54,11 @@ def first_chunk(ws: ClientConnection) -> None:
 
 
 def about(events: list[dict[str, object]], answer_id: int) -> list[dict[str, object]]:
-    """The events that carry ``answer_id``'s content (chunks, snapshot, done)."""
+    """The events that carry ``answer_id``'s content (quotes, chunks, snapshot, done)."""
     found = []
     for e in events:
         answer = e.get("answer")
-        if e.get("type") in ("chunk", "done", "snapshot") and (
+        if e.get("type") in ("evidence", "chunk", "done", "snapshot") and (
             e.get("answer_id") == answer_id
             or (isinstance(answer, dict) and answer.get("id") == answer_id)
         ):
