@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from inference.types import GenerationRequest, ModelInfo
 
@@ -29,3 +31,13 @@ class Backend(Protocol):
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes with the served model's tokenizer."""
         ...
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a model folder's config or install manifest); ``{}`` when the
+    file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -20,7 +20,6 @@ backend instance in the process; one generation runs at a time per model.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import threading
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from inference.backends.base import read_json_object
 from inference.errors import BackendError, BackendUnavailable, Cancelled, ContextOverflow
 from inference.types import GenerationRequest, ModelInfo
 from retrieval.hardware import AUTO, DtypeChoice, dtype_log_once, dtype_resolve
@@ -109,14 +109,6 @@ class LoadedGGUF:
     control_tokens: tuple[str, ...]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _control_tokens(llm: Any) -> tuple[str, ...]:
     """Every token the vocabulary marks as control or user-defined, as text (e.g. <|im_end|>)."""
     import llama_cpp
@@ -158,7 +150,7 @@ class LlamaCppBackend:
         self.dtype_choice = gguf_precision(dtype)
         self.dtype = self.dtype_choice.dtype
         self.threads = threads or os.cpu_count() or 1
-        manifest = _read_json(self.model_path / "install.json")
+        manifest = read_json_object(self.model_path / "install.json")
         sha256 = str(manifest.get("sha256", ""))
         self.info = ModelInfo(
             backend="llamacpp",

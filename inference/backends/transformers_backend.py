@@ -7,7 +7,6 @@ weights, tokenizer files and an ``install.json`` manifest. Weights are loaded on
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -28,6 +27,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from inference.backends.base import read_json_object
 from inference.errors import BackendError, BackendUnavailable, Cancelled, ContextOverflow
 from inference.sanitize import tokenizer_control_tokens
 from inference.types import GenerationRequest, ModelInfo
@@ -99,14 +99,6 @@ class _StopStringFilter:
         return text
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 class TransformersBackend:
     """Streams completions from a local causal LM (``backend="transformers"``).
 
@@ -145,11 +137,11 @@ class TransformersBackend:
         self.device = device
         self.dtype = dtype
         self.threads = threads
-        config = _read_json(self.model_path / "config.json")
+        config = read_json_object(self.model_path / "config.json")
         model_limit = config.get("max_position_embeddings")
         if isinstance(model_limit, int) and model_limit > 0:
             context_tokens = min(context_tokens, model_limit)
-        manifest = _read_json(self.model_path / "install.json")
+        manifest = read_json_object(self.model_path / "install.json")
         sha256 = str(manifest.get("sha256", ""))
         self.info = ModelInfo(
             backend="transformers",
