@@ -43,6 +43,7 @@ from inference.backends.base import Backend
 from inference.citations import check_answer, summary_withheld_reason
 from inference.errors import BackendError, Cancelled
 from inference.prompts import PromptTooLong, SourcePassage, build_prompt
+from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
@@ -279,7 +280,28 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     question = answer.question.text
     started = time.monotonic()
 
-    # 1. Retrieve: embed the question and search the live index.
+    # 1. The safety gate, before anything is looked up: requests for harm, self-harm means, to
+    # override the rules or reveal them, role-play, pasted "sources" are refused with the reason.
+    screen = question_screen(question)
+    if not screen.allowed:
+        log.info("answer %s: refused by the safety gate (%s)", answer.pk, screen.rule)
+        return _finish(
+            answer,
+            _Outcome(
+                AnswerStatus.REFUSED,
+                message=screen.message,
+                flags=[{"kind": "safety_gate", "detail": screen.category or ""}],
+            ),
+            sink,
+            {
+                "reason": "safety_gate",
+                "category": screen.category,
+                "rule": screen.rule,
+                "latency_ms": int((time.monotonic() - started) * 1000),
+            },
+        )
+
+    # 2. Retrieve: embed the question and search the live index.
     _release_database()  # embedding can queue behind other answers' for a while
     result = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K)
     passages = {
@@ -294,7 +316,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     answer.top_score = max((h.score for h in hits), default=0.0)
     answer.save(update_fields=["index_version", "top_score"])
 
-    # 2. Refuse without calling the model when the evidence is too weak.
+    # 3. Refuse without calling the model when the evidence is too weak.
     minimum = settings.RETRIEVAL_MIN_SCORE
     if not hits or answer.top_score < minimum:
         return _finish(
@@ -310,7 +332,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             },
         )
 
-    # 3. Build the prompt within the model's context.
+    # 4. Build the prompt within the model's context.
     backend = runtime.get_backend()
     profile = runtime.get_profile()
     sources = [
@@ -357,7 +379,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     answer.model_name = backend.info.model
     answer.model_version = backend.info.version
     answer.prompt_sha256 = hashlib.sha256(prompt.text.encode()).hexdigest()
-    # 4. Evidence first: the sources' own sentences that best answer the question, shown
+    # 5. Evidence first: the sources' own sentences that best answer the question, shown
     # before the model's first token and kept whatever the model then writes.
     answer.evidence = evidence_build(question=question, sources=prompt.sources, passages=passages)
     answer.save(
@@ -365,7 +387,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     )
     sink.evidence(answer.evidence)
 
-    # 5. Stream from the model, watching for a cancel request.
+    # 6. Stream from the model, watching for a cancel request.
     details = {
         "passage_ids": [s.passage_id for s in prompt.sources],
         "evidence": [{"source": e["source"], "text": e["text"]} for e in answer.evidence],
@@ -381,7 +403,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         outcome.text = text
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})
 
-    # 6. Check citations, persist, announce.
+    # 7. Check citations, persist, announce.
     checked = check_answer(
         text, source_count=len(prompt.sources), source_texts=[s.text for s in prompt.sources]
     )

@@ -177,9 +177,15 @@
     finishUi();
     resetAnswer(a.question);
     answerText.classList.remove("streaming");
-    const labels = { complete: "", refused: "No answer: insufficient evidence.", failed: "The answer failed.", cancelled: "Cancelled." };
+    // A question stopped by the safety gate says so; for self-harm the message is one of support.
+    const gate = (a.flags || []).find((f) => f.kind === "safety_gate");
+    const refused = !gate ? "No answer: insufficient evidence."
+      : gate.detail === "self_harm" ? "Help is available." : "Not answered: the request was refused by the safety check.";
+    const labels = { complete: "", refused, failed: "The answer failed.", cancelled: "Cancelled." };
     setStatus(labels[a.status] || "");
-    if (a.status !== "complete") { showMessage(a.message, a.status === "refused" ? "warning" : "error"); }
+    if (a.status !== "complete") {
+      showMessage(a.message, gate && gate.detail === "self_harm" ? "support" : a.status === "refused" ? "warning" : "error");
+    }
     else if ((a.flags || []).some((f) => f.kind === "truncated")) {
       showMessage("This answer reached the length limit and may be incomplete.", "warning");
     }
