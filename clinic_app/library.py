@@ -280,22 +280,32 @@ def _index_add(index: VectorIndex, rows: list[Passage], previous: VectorIndex | 
         return 0
     import numpy as np
 
-    texts = [
-        embedding_text(
-            p.guideline.title, tuple(p.section.split(" > ")) if p.section else (), p.text
-        )
-        for p in rows
-    ]
+    texts = [passage_embedding_text(p) for p in rows]
     known = previous.vectors([p.pk for p in rows]) if previous is not None else {}
     missing = [i for i, p in enumerate(rows) if p.pk not in known]
+    reused = len(rows) - len(missing)
     vectors = np.zeros((len(rows), index.dim), dtype=np.float32)
     for i, p in enumerate(rows):
         if p.pk in known:
             vectors[i] = known[p.pk]
+    seed = runtime.get_vector_seed() if missing else None
+    if seed is not None:
+        # Texts whose vectors were computed ahead of time by this very embedder (the demo corpus).
+        seeded = seed.lookup([texts[i] for i in missing])
+        for position, vector in seeded.items():
+            vectors[missing[position]] = vector
+        missing = [i for position, i in enumerate(missing) if position not in seeded]
     if missing:
         vectors[missing] = runtime.get_embedder().encode([texts[i] for i in missing])
     index.add([p.pk for p in rows], vectors, texts=texts)
-    return len(rows) - len(missing)
+    return reused
+
+
+def passage_embedding_text(passage: Passage) -> str:
+    """What is embedded (and BM25-indexed) for ``passage``: its guideline's title and section
+    path with its text (``passage.guideline`` should be loaded with it)."""
+    section = tuple(passage.section.split(" > ")) if passage.section else ()
+    return embedding_text(passage.guideline.title, section, passage.text)
 
 
 def index_rollback(*, user: User, source_ip: str = "") -> int:

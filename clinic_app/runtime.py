@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import logging
 import os
+import threading
+import time
+from pathlib import Path
 
 from django.conf import settings
 
@@ -15,6 +19,7 @@ from retrieval.embedder import Embedder
 from retrieval.index import set_faiss_threads
 from retrieval.rerank import CrossEncoderReranker
 from retrieval.search import Retriever
+from retrieval.vector_seed import VectorSeed, seed_for
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,20 @@ def build_reranker() -> CrossEncoderReranker | None:
 
 
 @functools.cache
+def get_vector_seed() -> VectorSeed | None:
+    """``EMBEDDING_SEED`` when it was made by the configured embedder, else ``None``."""
+    if not settings.EMBEDDING_SEED:
+        return None
+    embedder = get_embedder()
+    path = Path(settings.EMBEDDING_SEED)
+    path = path if path.is_absolute() else Path(settings.BASE_DIR) / path
+    seed = seed_for(path, fingerprint=embedder.fingerprint, dim=embedder.dim)
+    if seed is not None:
+        log.info("vector seed: %s vectors (%s)", len(seed.keys), seed.source)
+    return seed
+
+
+@functools.cache
 def get_retriever() -> Retriever:
     return Retriever(
         get_embedder(),
@@ -84,9 +103,8 @@ def embedded_engine() -> tuple[str, str]:
     return "llamacpp", "llama.cpp is installed and the model folder holds the GGUF"
 
 
-@functools.cache
-def get_backend() -> Backend:
-    """The generator selected by ``INFERENCE_BACKEND``."""
+def _backend_build() -> Backend:
+    """Build the generator selected by ``INFERENCE_BACKEND``."""
     configure_threads()
     if settings.INFERENCE_BACKEND == "vllm":
         return load_backend(
@@ -108,6 +126,61 @@ def get_backend() -> Backend:
     if engine == "llamacpp":
         options["threads"] = settings.TORCH_THREADS or None
     return load_backend(engine, **options)
+
+
+class _BackendHolder:
+    """``get_backend()``: the generator, built once per process and shared.
+
+    On a machine that has never built llama.cpp, ``make run`` serves at once on the transformers
+    engine while llama.cpp builds in the background (``scripts/install_llamacpp.sh
+    --background``). A backend that is that fallback looks again, at most every
+    ``UPGRADE_CHECK_S`` seconds when a question needs the model, whether llama.cpp has arrived,
+    and switches to it: answers already streaming finish on the engine they started with.
+    ``cache_clear()`` forgets the backend (tests, and the evaluate command's ``--backend``).
+    """
+
+    UPGRADE_CHECK_S = 15.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._checked = 0.0
+
+    def __call__(self) -> Backend:
+        with self._lock:
+            if self._backend is None:
+                self._backend = _backend_build()
+                self._checked = time.monotonic()
+            elif self._is_fallback() and time.monotonic() - self._checked >= self.UPGRADE_CHECK_S:
+                self._checked = time.monotonic()
+                self._upgrade()
+            return self._backend
+
+    def _is_fallback(self) -> bool:
+        return (
+            settings.INFERENCE_BACKEND == "embedded"
+            and self._backend is not None
+            and self._backend.info.backend == "transformers"
+        )
+
+    def _upgrade(self) -> None:
+        importlib.invalidate_caches()  # a package installed since start-up becomes visible
+        if embedded_engine()[0] != "llamacpp":
+            return
+        try:
+            backend = _backend_build()
+        except Exception:  # a half-finished install: keep serving, look again later
+            log.warning("llama.cpp is not usable yet; staying on transformers", exc_info=True)
+            return
+        log.info("llama.cpp is installed now: the embedded engine switches to it")
+        self._backend = backend
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._backend = None
+
+
+get_backend = _BackendHolder()
 
 
 def get_profile() -> Profile:

@@ -175,6 +175,9 @@ EMBEDDER_MODEL = env_str("EMBEDDER_MODEL", "bundled")
 EMBEDDER_DEVICE = env_str("EMBEDDER_DEVICE", "cpu")
 # auto: bfloat16 where the CPU computes it natively (AVX512-BF16/AMX) or on CUDA, else float32.
 EMBEDDER_DTYPE = env_choice("EMBEDDER_DTYPE", "auto", ("auto", "bfloat16", "float32"))
+# Vectors of the demo corpus computed ahead of time (retrieval/vector_seed.py): used only for the
+# identical texts and the identical embedder; empty: embed everything.
+EMBEDDING_SEED = env_str("EMBEDDING_SEED", str(BASE_DIR / "clinic_app" / "demo_vectors.npz"))
 CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 200, minimum=32)
 RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which the best passage is not evidence enough to answer.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import logging
 import threading
@@ -83,6 +85,24 @@ class Embedder:
                 self._model = model
                 log.info("embedder loaded: %s on %s (%s)", self.model_name, self.device, self.dtype)
         return self._model
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the model's files (weights, config, tokenizer) when it is a local folder,
+        else ``""``: two embedders with the same fingerprint give the same vectors (up to the
+        precision they compute in), so vectors computed ahead of time can be trusted."""
+        folder = Path(self._model_ref)
+        if not folder.is_dir():
+            return ""
+        digest = hashlib.sha256()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if path.suffix not in (".safetensors", ".bin", ".json", ".txt", ".model"):
+                continue
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
 
     @property
     def dim(self) -> int:

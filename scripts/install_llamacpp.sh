@@ -7,7 +7,12 @@
 # same kind of machine (a fresh clone, CI) takes seconds, and a wheel never runs on a CPU it was
 # not built for. Only the library is built: no tools, examples, server or multimodal support.
 #
-#   VPY=.venv/bin/python bash scripts/install_llamacpp.sh
+#   VPY=.venv/bin/python bash scripts/install_llamacpp.sh [--background]
+#
+# --background (what `make run` uses): when the wheel has to be built, build it in the background
+# at low priority (log: var/log/llamacpp-build.log) and return at once; the app serves on the
+# transformers engine meanwhile and switches to llama.cpp by itself when it is installed
+# (clinic_app/runtime.py). Installed already, or a cached wheel: the same as without the flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPY=${VPY:-.venv/bin/python}
@@ -26,6 +31,26 @@ fi
 key=$( { grep -m1 '^flags' /proc/cpuinfo || uname -m; echo "$VERSION $CMAKE_ARGS"; "$VPY" -V; } | sha256sum | cut -c1-16)
 cache="${LLAMA_CPP_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clinic-app/llama-cpp}/$key"
 wheel=$(ls "$cache"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
+log=${LLAMA_CPP_BUILD_LOG:-var/log/llamacpp-build.log}
+if [ -z "$wheel" ] && [ "${1:-}" = "--background" ]; then
+  mkdir -p "$(dirname "$log")"
+  if pgrep -f "pip wheel .*llama-cpp-python==$VERSION" >/dev/null; then
+    echo "    llama.cpp is already being built in the background ($log)"
+  else
+    nohup nice -n 19 env VPY="$VPY" bash "$0" > "$log" 2>&1 < /dev/null &
+    echo "    llama.cpp $VERSION is building in the background for this CPU (once per machine,"
+    echo "    about 8 min on 2 cores; log: $log). Until it is installed the app answers"
+    echo "    with the slower transformers engine, then switches to llama.cpp by itself."
+  fi
+  exit 0
+fi
+if [ -z "$wheel" ] && pgrep -f "pip wheel .*llama-cpp-python==$VERSION" >/dev/null; then
+  # `make run` started the build in the background: wait for it rather than build twice.
+  echo "    waiting for the background build of llama.cpp ($log)"
+  while pgrep -f "pip wheel .*llama-cpp-python==$VERSION" >/dev/null; do sleep 5; done
+  sleep 2
+  wheel=$(ls "$cache"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
+fi
 if [ -z "$wheel" ]; then
   echo "    building llama.cpp $VERSION for this CPU (once per machine: about 6 min on 2 cores)"
   started=$(date +%s)

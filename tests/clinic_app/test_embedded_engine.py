@@ -65,3 +65,52 @@ def test_quantized_precision_is_refused_by_transformers_with_the_reason() -> Non
         pytest.raises(ValueError, match=r"llama\.cpp engine"),
     ):
         runtime.get_backend()
+
+
+def test_a_transformers_fallback_switches_to_llama_cpp_once_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `make run` on a machine that never built llama.cpp serves on transformers while it builds.
+    real = importlib.util.find_spec
+    missing = {"llama_cpp"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name)
+    )
+    monkeypatch.setattr(runtime.get_backend, "UPGRADE_CHECK_S", 0.0)
+    first = runtime.get_backend()
+    assert isinstance(first, TransformersBackend)
+    assert runtime.get_backend() is first  # still building: the same engine, not a new one
+    missing.clear()  # the background build has installed the package
+    upgraded = runtime.get_backend()
+    assert isinstance(upgraded, LlamaCppBackend)
+    assert runtime.get_backend() is upgraded
+
+
+def test_a_half_installed_llama_cpp_keeps_the_app_on_transformers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_find, real_build = importlib.util.find_spec, runtime._backend_build
+    missing = {"llama_cpp"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real_find(name)
+    )
+    monkeypatch.setattr(runtime.get_backend, "UPGRADE_CHECK_S", 0.0)
+    first = runtime.get_backend()
+    missing.clear()
+
+    def broken() -> object:
+        if runtime.embedded_engine()[0] == "llamacpp":
+            raise OSError("libllama.so: cannot open shared object file")
+        return real_build()
+
+    monkeypatch.setattr(runtime, "_backend_build", broken)
+    assert runtime.get_backend() is first
+
+
+def test_an_explicit_transformers_engine_is_never_switched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime.get_backend, "UPGRADE_CHECK_S", 0.0)
+    with override_settings(INFERENCE_BACKEND="transformers"):
+        first = runtime.get_backend()
+        assert runtime.get_backend() is first
