@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 
 from inference.backends import Backend, load_backend
+from inference.calibrate import machine_fingerprint
 from inference.prompts import PROFILES, Profile
 from retrieval.embedder import Embedder
 from retrieval.index import set_faiss_threads
@@ -85,22 +87,87 @@ def get_retriever() -> Retriever:
     )
 
 
+def _model_dir() -> Path:
+    return Path(settings.MODELS_DIR) / settings.EMBEDDED_MODEL
+
+
+def engines_missing() -> str:
+    """Why both in-process engines cannot be run here (``""`` when they can)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (`make install` builds it)"
+    if not (_model_dir() / "model.gguf").is_file():
+        return f"no model.gguf in {_model_dir()} (`make models` installs it)"
+    if not (_model_dir() / "model.safetensors").is_file():
+        return (
+            f"no model.safetensors in {_model_dir()} (`make models MODEL_FORMATS=gguf,safetensors`)"
+        )
+    return ""
+
+
+def engine_choice_path() -> Path:
+    """Where `manage.py calibrate_engine` records which engine is faster on this machine."""
+    return _model_dir() / "engine-choice.json"
+
+
+def engine_choice_key() -> str:
+    """What a recorded choice is valid for: this CPU, the engines' versions, the settings."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [settings.EMBEDDED_MODEL, settings.EMBEDDED_MODEL_DTYPE, str(settings.TORCH_THREADS)]
+    for package in ("llama-cpp-python", "torch", "transformers"):
+        try:
+            parts.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} missing")
+    return machine_fingerprint(*parts)
+
+
+def engine_choice_read() -> dict[str, object] | None:
+    """The recorded engine choice if it was measured on this machine with these versions."""
+    try:
+        record = json.loads(engine_choice_path().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != engine_choice_key():
+        return None
+    if record.get("engine") not in ("llamacpp", "transformers"):
+        return None
+    return record
+
+
 def embedded_engine() -> tuple[str, str]:
     """The in-process engine to use and why: ``INFERENCE_BACKEND`` unless it is ``embedded``.
 
-    ``embedded`` picks llama.cpp when ``llama-cpp-python`` is installed and the model folder holds
-    the GGUF (the fastest engine for CPU inference measured here: bench/embedded_model.py), else
-    transformers on the de-quantised safetensors.
+    ``embedded`` picks the engine measured faster on this machine (`manage.py calibrate_engine`,
+    run by `make setup`: llama.cpp wins where the CPU computes bf16 natively, torch float32 can
+    win on AVX2-only CPUs); unmeasured, llama.cpp when it is installed and the model folder holds
+    the GGUF, else transformers on the de-quantised safetensors.
     """
     chosen = settings.INFERENCE_BACKEND
     if chosen != "embedded":
         return chosen, "set by INFERENCE_BACKEND"
-    model_dir = settings.MODELS_DIR / settings.EMBEDDED_MODEL
+    model_dir = _model_dir()
     if importlib.util.find_spec("llama_cpp") is None:
         return "transformers", "llama-cpp-python is not installed (`make install` builds it)"
     if not (model_dir / "model.gguf").is_file():
         return "transformers", f"no model.gguf in {model_dir} (`make models` installs it)"
+    record = engine_choice_read() if not engines_missing() else None
+    if record is not None:
+        return str(record["engine"]), f"measured faster on this machine ({engine_choice_path()})"
     return "llamacpp", "llama.cpp is installed and the model folder holds the GGUF"
+
+
+def embedded_backend_build(engine: str) -> Backend:
+    """An in-process backend on ``engine`` (``llamacpp`` or ``transformers``) with the settings."""
+    configure_threads()
+    options: dict[str, object] = {
+        "model_path": str(_model_dir()),
+        "dtype": settings.EMBEDDED_MODEL_DTYPE,
+        "model_name": settings.EMBEDDED_MODEL,
+    }
+    if engine == "llamacpp":
+        options["threads"] = settings.TORCH_THREADS or None
+    return load_backend(engine, **options)
 
 
 def _backend_build() -> Backend:
@@ -118,25 +185,20 @@ def _backend_build() -> Backend:
         )
     engine, why = embedded_engine()
     log.info("embedded engine: %s (%s)", engine, why)
-    options: dict[str, object] = {
-        "model_path": str(settings.MODELS_DIR / settings.EMBEDDED_MODEL),
-        "dtype": settings.EMBEDDED_MODEL_DTYPE,
-        "model_name": settings.EMBEDDED_MODEL,
-    }
-    if engine == "llamacpp":
-        options["threads"] = settings.TORCH_THREADS or None
-    return load_backend(engine, **options)
+    return embedded_backend_build(engine)
 
 
 class _BackendHolder:
     """``get_backend()``: the generator, built once per process and shared.
 
-    On a machine that has never built llama.cpp, ``make run`` serves at once on the transformers
-    engine while llama.cpp builds in the background (``scripts/install_llamacpp.sh
-    --background``). A backend that is that fallback looks again, at most every
-    ``UPGRADE_CHECK_S`` seconds when a question needs the model, whether llama.cpp has arrived,
-    and switches to it: answers already streaming finish on the engine they started with.
-    ``cache_clear()`` forgets the backend (tests, and the evaluate command's ``--backend``).
+    ``make run`` serves at once, before the engines are settled: on a machine that has never
+    built llama.cpp it builds in the background (``scripts/install_llamacpp.sh --background``)
+    and the app answers on transformers meanwhile; and which engine is faster here is measured
+    in the background (``calibrate_engine``). Until the choice rests on a measurement, the
+    holder looks again, at most every ``UPGRADE_CHECK_S`` seconds when a question needs the
+    model, and switches when ``embedded_engine()`` names another engine: answers already
+    streaming finish on the engine they started with. ``cache_clear()`` forgets the backend
+    (tests, and the evaluate command's ``--backend``).
     """
 
     UPGRADE_CHECK_S = 15.0
@@ -145,34 +207,39 @@ class _BackendHolder:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._checked = 0.0
+        self._settled = False
 
     def __call__(self) -> Backend:
         with self._lock:
             if self._backend is None:
                 self._backend = _backend_build()
                 self._checked = time.monotonic()
-            elif self._is_fallback() and time.monotonic() - self._checked >= self.UPGRADE_CHECK_S:
+                self._settled = not self._is_fallback()
+            elif not self._settled and time.monotonic() - self._checked >= self.UPGRADE_CHECK_S:
                 self._checked = time.monotonic()
                 self._upgrade()
+                self._settled = not self._is_fallback()
             return self._backend
 
     def _is_fallback(self) -> bool:
+        """Whether the engine in use was picked without a measurement made here."""
         return (
             settings.INFERENCE_BACKEND == "embedded"
             and self._backend is not None
-            and self._backend.info.backend == "transformers"
-        )
+            and engine_choice_read() is None
+        ) or (self._backend is not None and self._backend.info.backend != embedded_engine()[0])
 
     def _upgrade(self) -> None:
         importlib.invalidate_caches()  # a package installed since start-up becomes visible
-        if embedded_engine()[0] != "llamacpp":
+        engine, why = embedded_engine()
+        if self._backend is None or engine == self._backend.info.backend:
             return
         try:
             backend = _backend_build()
         except Exception:  # a half-finished install: keep serving, look again later
-            log.warning("llama.cpp is not usable yet; staying on transformers", exc_info=True)
+            log.warning("%s is not usable yet; staying on the engine in use", engine, exc_info=True)
             return
-        log.info("llama.cpp is installed now: the embedded engine switches to it")
+        log.info("the embedded engine switches to %s (%s)", engine, why)
         self._backend = backend
 
     def cache_clear(self) -> None:

@@ -37,7 +37,7 @@ if [ -z "$wheel" ] && [ "${1:-}" = "--background" ]; then
   if pgrep -f "pip wheel .*llama-cpp-python==$VERSION" >/dev/null; then
     echo "    llama.cpp is already being built in the background ($log)"
   else
-    nohup nice -n 19 env VPY="$VPY" bash "$0" > "$log" 2>&1 < /dev/null &
+    nohup nice -n 19 env VPY="$VPY" CALIBRATE_AFTER=1 bash "$0" > "$log" 2>&1 < /dev/null &
     echo "    llama.cpp $VERSION is building in the background for this CPU (once per machine,"
     echo "    about 8 min on 2 cores; log: $log). Until it is installed the app answers"
     echo "    with the slower transformers engine, then switches to llama.cpp by itself."
@@ -67,3 +67,7 @@ if [ -z "$wheel" ]; then
   echo "    built in $seconds s; cached at $cache"
 fi
 "$VPY" -m pip install -q --no-deps "$wheel"
+if [ -n "${CALIBRATE_AFTER:-}" ] && [ -f manage.py ]; then
+  # A background build: measure which engine is faster here, now that both are installed.
+  "$VPY" manage.py calibrate_engine --if-needed || true
+fi

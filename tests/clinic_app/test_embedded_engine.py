@@ -21,12 +21,65 @@ def fresh_backend() -> Iterator[None]:
     runtime.get_backend.cache_clear()
 
 
-def test_default_is_llama_cpp_on_the_installed_gguf() -> None:
+def test_default_is_the_engine_measured_here_else_llama_cpp_on_the_installed_gguf() -> None:
     engine, why = runtime.embedded_engine()
-    assert engine == "llamacpp", why
-    backend = runtime.get_backend()
-    assert isinstance(backend, LlamaCppBackend)
-    assert backend.info.backend == "llamacpp"
+    record = runtime.engine_choice_read()
+    assert engine == (record["engine"] if record else "llamacpp"), why
+    assert runtime.get_backend().info.backend == engine
+
+
+@pytest.fixture
+def scratch_models(tmp_path: Path) -> Iterator[Path]:
+    """The installed model, linked file by file into a folder of its own (a scratch record)."""
+    from django.conf import settings
+
+    real = Path(settings.MODELS_DIR) / settings.EMBEDDED_MODEL
+    linked = tmp_path / settings.EMBEDDED_MODEL
+    linked.mkdir()
+    for path in real.iterdir():
+        if path.is_file() and path.name != "engine-choice.json":
+            (linked / path.name).symlink_to(path)
+    with override_settings(MODELS_DIR=tmp_path):
+        yield linked
+
+
+def test_calibrate_engine_measures_both_engines_and_embedded_follows_it(
+    scratch_models: Path,
+) -> None:
+    import json
+
+    from django.core.management import call_command
+
+    assert runtime.embedded_engine()[0] == "llamacpp"  # not measured yet
+    call_command("calibrate_engine", "--prompt-tokens", "64", "--new-tokens", "6")
+    record = json.loads((scratch_models / "engine-choice.json").read_text())
+    assert {r["engine"] for r in record["rates"]} == {"llamacpp", "transformers"}
+    assert all(
+        r["prompt_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0 for r in record["rates"]
+    )
+    fastest = min(record["rates"], key=lambda r: r["projected_s"])
+    assert record["engine"] == fastest["engine"]
+    engine, why = runtime.embedded_engine()
+    assert engine == record["engine"] and "measured faster on this machine" in why
+    # Measured already: --if-needed leaves the record alone.
+    call_command("calibrate_engine", "--if-needed")
+    assert json.loads((scratch_models / "engine-choice.json").read_text()) == record
+
+
+def test_a_choice_measured_elsewhere_or_with_other_versions_is_not_followed(
+    scratch_models: Path,
+) -> None:
+    import json
+
+    (scratch_models / "engine-choice.json").write_text(
+        json.dumps({"key": "another machine", "engine": "transformers", "rates": []})
+    )
+    assert runtime.engine_choice_read() is None
+    assert runtime.embedded_engine()[0] == "llamacpp"
+    (scratch_models / "engine-choice.json").write_text(
+        json.dumps({"key": runtime.engine_choice_key(), "engine": "transformers", "rates": []})
+    )
+    assert runtime.embedded_engine()[0] == "transformers"
 
 
 def test_without_the_gguf_the_transformers_engine_is_used_and_the_reason_given(
@@ -68,7 +121,7 @@ def test_quantized_precision_is_refused_by_transformers_with_the_reason() -> Non
 
 
 def test_a_transformers_fallback_switches_to_llama_cpp_once_it_is_installed(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, scratch_models: Path
 ) -> None:
     # `make run` on a machine that never built llama.cpp serves on transformers while it builds.
     real = importlib.util.find_spec
@@ -87,7 +140,7 @@ def test_a_transformers_fallback_switches_to_llama_cpp_once_it_is_installed(
 
 
 def test_a_half_installed_llama_cpp_keeps_the_app_on_transformers(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, scratch_models: Path
 ) -> None:
     real_find, real_build = importlib.util.find_spec, runtime._backend_build
     missing = {"llama_cpp"}
@@ -114,3 +167,19 @@ def test_an_explicit_transformers_engine_is_never_switched(
     with override_settings(INFERENCE_BACKEND="transformers"):
         first = runtime.get_backend()
         assert runtime.get_backend() is first
+
+
+def test_an_unmeasured_default_follows_the_measurement_when_it_arrives(
+    monkeypatch: pytest.MonkeyPatch, scratch_models: Path
+) -> None:
+    import json
+
+    monkeypatch.setattr(runtime.get_backend, "UPGRADE_CHECK_S", 0.0)
+    first = runtime.get_backend()
+    assert isinstance(first, LlamaCppBackend)  # not measured yet: llama.cpp
+    (scratch_models / "engine-choice.json").write_text(
+        json.dumps({"key": runtime.engine_choice_key(), "engine": "transformers", "rates": []})
+    )
+    measured = runtime.get_backend()
+    assert isinstance(measured, TransformersBackend)
+    assert runtime.get_backend() is measured  # settled: no more looking
