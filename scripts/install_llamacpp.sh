@@ -52,7 +52,7 @@ if [ -z "$wheel" ] && pgrep -f "pip wheel .*llama-cpp-python==$VERSION" >/dev/nu
   wheel=$(ls "$cache"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
 fi
 if [ -z "$wheel" ]; then
-  echo "    building llama.cpp $VERSION for this CPU (once per machine: about 6 min on 2 cores)"
+  echo "    building llama.cpp $VERSION for this CPU (once per machine: 5-8 min on 2 cores)"
   started=$(date +%s)
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
