@@ -100,7 +100,7 @@ format: install ## Format and auto-fix lint
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: models $(VAR)/secret_key ## Run benchmarks (BENCH=<name> for one); results in bench/results/
+bench: setup ## Run benchmarks on the demo library (BENCH=<name> for one); results in bench/results/
 	$(VPY) bench/run.py $(BENCH)
 
 evaluate: setup ## Evaluate the demo question set on the demo index (report: var/eval, EVAL_DIR=)

@@ -19,7 +19,14 @@ refused (false refusals) and the shares of B and of off-topic questions accepted
 trivial rule "never refuse" scored in the same run. It also reports the threshold that
 maximises Youden's J (accepted share of A minus accepted share of B) for reference only: it is
 not applied, the data set is not the deployment corpus (DESIGN.md: do not tune thresholds to a
-particular number). Writes ``bench/results/threshold.json``.
+particular number).
+
+Second, the project's own question sets over the demo library (``OWN_SETS``; needs
+``make setup``): for the same thresholds, the share of answerable and of out-of-scope questions
+refused by the cosine rule alone and by the cosine rule plus the coverage check
+(``retrieval/coverage.py``: a specialised term no guideline uses, a population no retrieved
+passage addresses), against the targets out-of-scope refused >= 0.95 with answerable refused
+<= 0.05. Writes ``bench/results/threshold.json``.
 
     .venv/bin/python bench/threshold.py [--quick]
 
@@ -147,6 +154,107 @@ def percentiles(scores: np.ndarray) -> dict[str, float]:
     }
 
 
+# ------------------------------------------------------------- the project's own question sets
+
+OWN_SETS = (
+    "demo_questions.jsonl",  # the project's set (rules were developed on it)
+    "clinician_questions.jsonl",  # written blind to the rules; the coverage check was tuned on it
+    "clinician_questions_holdout.jsonl",  # written blind; looked at once during development
+    "clinician_questions_holdout2.jsonl",  # written blind; measured only, never looked at
+)
+
+
+def own_sets_curve(
+    thresholds: list[float], configured: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Answerable refused and out-of-scope refused on the demo library, per question set.
+
+    Every question is searched on the live index as the answer service does, and refused as
+    it would be: best cosine below the threshold, or (``+coverage``) the coverage check of
+    ``retrieval.coverage`` finds a term or population not covered. Needs the demo library
+    (``make setup``).
+    """
+    from django.conf import settings
+
+    from clinic_app import runtime, services
+    from clinic_app.evaluation import questions_load
+    from clinic_app.models import Passage
+
+    eval_dir = ROOT / "clinic_app" / "eval_data"
+    retriever = runtime.get_retriever()
+    rows: list[dict[str, Any]] = []
+    for name in OWN_SETS:
+        path = eval_dir / name
+        if not path.exists():
+            continue
+        for q in questions_load(path=path):
+            if q.kind not in ("answerable", "out_of_scope"):
+                continue
+            hits = retriever.search(q.question, k=settings.RETRIEVAL_TOP_K).hits
+            passages = {
+                p.pk: p
+                for p in Passage.objects.filter(
+                    pk__in=[h.passage_id for h in hits], guideline__active=True
+                ).select_related("guideline")
+            }
+            kept = [h for h in hits if h.passage_id in passages]
+            coverage = services._coverage(q.question, [passages[h.passage_id] for h in kept])
+            rows.append(
+                {
+                    "set": name.removesuffix(".jsonl"),
+                    "id": q.id,
+                    "kind": q.kind,
+                    "top": max((h.score for h in kept), default=0.0),
+                    "covered": coverage.covered,
+                    "missing": coverage.describe(),
+                }
+            )
+    if not rows:
+        raise SystemExit("no question sets found under clinic_app/eval_data")
+    results: list[dict[str, Any]] = []
+    curve: dict[str, list[dict[str, Any]]] = {}
+    sets = sorted({r["set"] for r in rows}, key=[n.removesuffix(".jsonl") for n in OWN_SETS].index)
+    for set_name in sets:
+        mine = [r for r in rows if r["set"] == set_name]
+        curve[set_name] = []
+        for t in sorted({*thresholds, configured}):
+            point: dict[str, Any] = {"threshold": t}
+            for rule, refuse in (
+                ("cosine", lambda r, t=t: r["top"] < t),
+                ("cosine+coverage", lambda r, t=t: r["top"] < t or not r["covered"]),
+            ):
+                for kind in ("answerable", "out_of_scope"):
+                    group = [r for r in mine if r["kind"] == kind]
+                    share = sum(map(refuse, group)) / len(group) if group else 0.0
+                    point[f"{kind}_refused_{rule}"] = round(share, 4)
+            curve[set_name].append(point)
+            if t != configured:
+                continue
+            for kind, target, ok in (
+                ("answerable", "<= 0.05", lambda v: v <= 0.05),
+                ("out_of_scope", ">= 0.95", lambda v: v >= 0.95),
+            ):
+                value = point[f"{kind}_refused_cosine+coverage"]
+                results.append(
+                    result(
+                        f"own_{set_name}_{kind}_refused",
+                        value,
+                        f"share of {kind} questions refused",
+                        baseline="cosine threshold alone, same run",
+                        baseline_value=point[f"{kind}_refused_cosine"],
+                        target=target,
+                        meets=ok(value),
+                        questions=sum(r["kind"] == kind for r in mine),
+                    )
+                )
+    wrong = [
+        {k: r[k] for k in ("set", "id", "kind", "top", "missing")}
+        for r in rows
+        if (r["kind"] == "answerable") == (r["top"] < configured or not r["covered"])
+    ]
+    return results, {"curve": curve, "wrong_at_configured": wrong}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="100 items, 10 off-topic (CI)")
@@ -199,6 +307,7 @@ def main() -> int:
         scores_a, own_a = top_scores(group_a, 0)
         scores_b, _ = top_scores(group_b, len(group_a))
         scores_off, _ = top_scores([(None, q) for q in off_topic], len(group_a) + len(group_b))
+    own_results, own_details = own_sets_curve(THRESHOLDS, configured)
     elapsed = time.perf_counter() - started
 
     never = "never refuse (accept every question), same run"
@@ -264,6 +373,7 @@ def main() -> int:
             results.append(result(f"top_score_{q}_{name}", percentiles(scores)[q], "cosine"))
     for q in ("p5", "p50", "p95"):
         results.append(result(f"top_score_{q}_offtopic", percentiles(scores_off)[q], "cosine"))
+    results += own_results
 
     report = {
         "benchmark": "threshold",
@@ -292,6 +402,7 @@ def main() -> int:
                 "unanswerable": percentiles(scores_b),
                 "offtopic": percentiles(scores_off),
             },
+            "own_sets": own_details,
             "index_build_s": round(indexed_s, 1),
             "elapsed_s": round(elapsed, 1),
         },

@@ -242,6 +242,10 @@ class _BackendHolder:
         log.info("the embedded engine switches to %s (%s)", engine, why)
         self._backend = backend
 
+    def loaded(self) -> bool:
+        """Whether this process has built its generator already (``/readyz`` reports it)."""
+        return self._backend is not None
+
     def cache_clear(self) -> None:
         with self._lock:
             self._backend = None

@@ -47,6 +47,7 @@ from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
+from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
 from retrieval.evidence import evidence_select
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,29 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             },
         )
 
+    # 3b. Refuse, naming it, what the library does not cover although the topic matched: a
+    # specialised term no guideline uses, or a population no retrieved passage addresses.
+    coverage = _coverage(question, [passages[h.passage_id] for h in hits])
+    if not coverage.covered:
+        return _finish(
+            answer,
+            _Outcome(
+                AnswerStatus.REFUSED,
+                message=coverage_refusal_message(coverage),
+                flags=[{"kind": "not_covered", "detail": coverage.describe()}],
+            ),
+            sink,
+            {
+                "reason": "not_covered",
+                "missing_terms": list(coverage.missing_terms),
+                "missing_populations": list(coverage.missing_populations),
+                "top_score": answer.top_score,
+                "index_version": result.index_version,
+                "passage_ids": [h.passage_id for h in hits],
+                "latency_ms": int((time.monotonic() - started) * 1000),
+            },
+        )
+
     # 4. Build the prompt within the model's context.
     backend = runtime.get_backend()
     profile = runtime.get_profile()
@@ -432,6 +456,35 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         flags.append({"kind": "summary_withheld", "detail": withheld})
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
+    )
+
+
+def _coverage(question: str, passages: list[Passage]) -> Coverage:
+    """What of ``question`` the library and the retrieved ``passages`` do not cover."""
+    if settings.COVERAGE_CHECK == "off":
+        return Coverage()
+    vocabulary = runtime.get_retriever().vocabulary()
+    texts = [f"{p.guideline.title}\n{p.section}\n{p.text}" for p in passages]
+    if vocabulary is None:  # an index without texts: only the populations can be checked
+        vocabulary = LibraryVocabulary(texts)
+    return coverage_check(question, texts, vocabulary, rare_below=settings.COVERAGE_RARE_ZIPF)
+
+
+def coverage_refusal_message(coverage: Coverage) -> str:
+    """The refusal for a question the library does not cover, naming what is missing."""
+    if coverage.missing_terms:
+        terms = Coverage(missing_terms=coverage.missing_terms).describe()
+        them = "it" if len(coverage.missing_terms) == 1 else "them"
+        return (
+            f"The guidelines in the library do not cover {terms}: none of them mentions {them}, "
+            "so no answer was generated. If that is a brand name, an abbreviation or a "
+            "misspelling, ask again with the generic or full name; otherwise consult other "
+            "sources."
+        )
+    groups = Coverage(missing_populations=coverage.missing_populations).describe()
+    return (
+        f"The guideline passages found for this question do not address {groups}: none of "
+        "them mentions it, so no answer was generated. Consult other sources for this question."
     )
 
 

@@ -183,8 +183,13 @@ RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which the best passage is not evidence enough to answer.
 RETRIEVAL_MIN_SCORE = env_float("RETRIEVAL_MIN_SCORE", 0.40)
 FAISS_THREADS = env_int("FAISS_THREADS", 1, minimum=1)
-# rrf measured best on PubMedQA (bench/retrieval.py): recall@1 0.984 vs dense 0.980, BM25 0.958.
-RETRIEVAL_FUSION = env_choice("RETRIEVAL_FUSION", "rrf", ("rrf", "score", "dense", "bm25"))
+# Refuse when the question names a specialised term the library never uses, or a population
+# (children, pregnancy, breastfeeding) no retrieved passage mentions (retrieval/coverage.py).
+COVERAGE_CHECK = env_choice("COVERAGE_CHECK", "on", ("on", "off"))
+# Words below this Zipf frequency in general English count as specialised (apixaban 1.2).
+COVERAGE_RARE_ZIPF = env_float("COVERAGE_RARE_ZIPF", 3.0)
+# score (dense 0.8) chosen on the PubMedQA dev split (bench/retrieval.py, docs/retrieval.md).
+RETRIEVAL_FUSION = env_choice("RETRIEVAL_FUSION", "score", ("score", "rrf", "dense", "bm25"))
 # Cross-encoder reranking of the best RERANKER_CANDIDATES fused passages (a local path or a hub
 # id, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2); empty: off. Runs on EMBEDDER_DEVICE/DTYPE.
 RERANKER_MODEL = env_str("RERANKER_MODEL", "")
@@ -273,13 +278,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # Behind HTTPS (SECURE_COOKIES=1) browsers are told to keep to HTTPS and plain HTTP is redirected,
-# except /healthz, which load balancers probe over plain HTTP.
+# except /healthz and /readyz, which load balancers probe over plain HTTP.
 SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if SECURE_COOKIES else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 # Allows submitting the domain to browsers' preload lists; nothing changes until someone does.
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_SSL_REDIRECT = SECURE_COOKIES
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # A TLS-terminating proxy's header that marks HTTPS requests, as "HTTP_X_FORWARDED_PROTO,https";
 # empty: off. Set it only if the proxy overwrites that header on every request.
 _PROXY_SSL_HEADER = env_list("SECURE_PROXY_SSL_HEADER", "")

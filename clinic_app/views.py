@@ -22,6 +22,7 @@ from clinic_app import audit_export, identifiers, selectors, services
 from clinic_app.audit import audit_record, audit_verify, default_checkpoint_files
 from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
 from clinic_app.permissions import role_required
+from clinic_app.readiness import readiness_check
 from clinic_app.selectors import AuditExport, AuditFilters
 
 
@@ -44,7 +45,20 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process serves HTTP (no dependency is checked)."""
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: database, Redis, the live index and the generator; 503 when one fails."""
+    checks = readiness_check()
+    ready = all(c.ok for c in checks)
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail, "ms": c.ms} for c in checks},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 @role_required(Role.CLINICIAN)

@@ -74,6 +74,7 @@ MATRIX: dict[str, Access] = {
         },
     ),
     "healthz": everyone(200),
+    "readyz": everyone(200),  # probes do not sign in; details name no host or secret
     "login/": everyone(200),
     "logout/": everyone(Redirect("/login/"), method="POST"),
     "ask/": only("clinician"),

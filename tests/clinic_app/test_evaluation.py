@@ -136,6 +136,31 @@ def test_the_demo_question_set_is_valid_and_its_sources_exist_in_the_corpus() ->
     assert missing == set()
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "clinician_questions.jsonl",
+        "clinician_questions_holdout.jsonl",
+        "clinician_questions_holdout2.jsonl",
+    ],
+)
+def test_the_clinician_question_sets_are_valid_and_their_facts_are_in_their_sources(
+    name: str,
+) -> None:
+    """The blind-written answerability sets: each expected source exists in the demo corpus
+    and holds every required fact of its question (so a miss is the app's, not the set's)."""
+    from retrieval.loaders import load_open_medicine
+
+    questions = questions_load(path=DEMO_QUESTIONS.parent / name)
+    kinds = [q.kind for q in questions]
+    assert kinds.count("answerable") >= 30 and kinds.count("out_of_scope") >= 25
+    texts = {d.meta.key: "\n".join(s.text for s in d.sections) for d in load_open_medicine()}
+    for q in questions:
+        assert set(q.expected_sources) <= set(texts), q.id
+        for fact in q.required_facts:
+            assert any(fact_found(fact, texts[s]) for s in q.expected_sources), (q.id, fact)
+
+
 BAD_LINES = [
     '{"id": "ok", "kind": "answerable", "question": "Q?", "expected_sources": ["g/s"]}',
     '{"id": "ok", "kind": "answerable", "question": "Q?", "expected_sources": ["g/s"]}',
@@ -388,7 +413,7 @@ PUBMEDQA_ITEMS = {
         "QUESTION": "Does vitamin D supplementation speed healing of diabetic foot ulcers?",
         "CONTEXTS": [
             "Low vitamin D levels are frequent in people with diabetic foot ulcers.",
-            "Sixty patients with a neuropathic foot ulcer received cholecalciferol or placebo for twelve weeks.",
+            "Sixty patients with a neuropathic foot ulcer received cholecalciferol supplementation or placebo for twelve weeks.",
             "Ulcer area shrank slightly more with vitamin D, but the difference was not statistically significant and the trial was small.",
         ],
         "LABELS": ["BACKGROUND", "METHODS", "RESULTS"],

@@ -42,7 +42,9 @@ def test_the_shipped_seed_is_the_installed_embedders_and_covers_the_indexed_demo
     sample = list(found)[:: max(1, len(found) // 16)]
     fresh = runtime.get_embedder().encode([texts[i] for i in sample])
     cosines = [float(fresh[j] @ found[i]) for j, i in enumerate(sample)]
-    assert min(cosines) >= 0.999, cosines
+    # Same model and text: 0.999+ in float32, ~0.998 where the embedder runs in bf16 (auto on a
+    # CPU with AVX512-BF16); another model or another text would be far below.
+    assert min(cosines) >= 0.995, cosines
 
 
 def test_indexing_takes_seeded_vectors_and_embeds_only_the_rest(

@@ -231,6 +231,19 @@ def log_after_success(worker: Process, timeout: float = 15) -> str:
     return worker.log()
 
 
+def last_attempt_text(events: list[dict[str, Any]]) -> str:
+    """Everything the last attempt streamed (all its chunks, from seq 1, none missed).
+
+    The persisted answer is checked (citations, whitespace) and can only be shorter than this;
+    the killed attempt's text prepended to it would make it longer.
+    """
+    chunks = [e for e in events if e["type"] == "chunk"]
+    last = max(e["attempt"] for e in chunks)
+    texts = sorted({e["seq"]: e["text"] for e in chunks if e["attempt"] == last}.items())
+    assert [seq for seq, _ in texts] == list(range(1, len(texts) + 1)), texts
+    return "".join(text for _, text in texts)
+
+
 # ------------------------------------------------------------------- 1. worker SIGKILLed
 
 
@@ -261,7 +274,7 @@ def test_worker_child_killed_mid_answer_is_redelivered_once_and_completes(
     # persisted answer holds that one generation, not the killed one's text plus it.
     seqs = [e["seq"] for e in events if e["type"] == "chunk"]
     assert 1 in seqs, seqs
-    assert row["text"].count(first["text"].strip()) == 1, (first, row["text"])
+    assert len(row["text"]) <= len(last_attempt_text(events)), (first, row["text"])
     assert "WorkerLostError" in log or "SIGKILL" in log, log[-3000:]
     assert log_lines(log, "generate_answer[", "received") == 2, log[-3000:]
     assert log_lines(log, "generate_answer[", "succeeded in") == 1, log[-3000:]
@@ -318,7 +331,7 @@ def test_whole_worker_killed_mid_answer_is_redelivered_to_a_new_worker(
     assert done["type"] == "done" and done["answer"]["status"] == "complete", events[-3:]
     row = answer_row(base_env, answer_id)
     assert row["status"] == "complete" and row["text"] == done["answer"]["text"]
-    assert row["text"].count(first["text"].strip()) == 1, (first, row["text"])
+    assert len(row["text"]) <= len(last_attempt_text(events)), (first, row["text"])
     assert answer_api(server, answer_id)["status"] == "complete"
     assert log_lines(log, "generate_answer[", "received") == 1, log[-3000:]
     assert log_lines(log, "generate_answer[", "succeeded in") == 1, log[-3000:]

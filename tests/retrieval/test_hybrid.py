@@ -55,8 +55,9 @@ def test_hybrid_search_finds_an_exact_term_passage_that_dense_search_misses(
     root, embedder, _ = corpus
     dense = Retriever(embedder, root, fusion="dense").search(QUESTION, k=3)  # type: ignore[arg-type]
     assert EXACT_ID not in [h.passage_id for h in dense.hits]
+    # RRF, and the score combination at equal weights, rescue it even from the last dense rank.
     for fusion in ("rrf", "score"):
-        result = Retriever(embedder, root, fusion=fusion).search(QUESTION, k=3)  # type: ignore[arg-type]
+        result = Retriever(embedder, root, fusion=fusion, alpha=0.5).search(QUESTION, k=3)  # type: ignore[arg-type]
         ids = [h.passage_id for h in result.hits]
         assert EXACT_ID in ids, fusion
         exact = next(h for h in result.hits if h.passage_id == EXACT_ID)
@@ -65,6 +66,39 @@ def test_hybrid_search_finds_an_exact_term_passage_that_dense_search_misses(
         assert exact.lexical is not None and exact.lexical > 0
         assert result.top_score == max(h.score for h in result.hits)
         assert result.top_score == pytest.approx(dense.top_score, abs=1e-6)
+
+
+def test_the_default_fusion_lets_exact_terms_settle_near_ties_but_not_outvote_dense(
+    tmp_path: Path,
+) -> None:
+    """Dense weighted 0.8: a passage naming the drug, a little below the best by cosine, is
+    lifted into the top 3; one that dense ranks far below is not (docs/retrieval.md)."""
+    q = unit(1, seed=7)[0]
+    rng = np.random.default_rng(3)
+
+    def at_cosine(cosine: float) -> np.ndarray:
+        noise = rng.normal(size=DIM)
+        noise -= (noise @ q) * q
+        return cosine * q + np.sqrt(1 - cosine**2) * noise / np.linalg.norm(noise)
+
+    others = [at_cosine(c) for c in (0.95, 0.94, 0.93, 0.92, 0.91, 0.90)]
+    close = at_cosine(0.89)  # dense rank 7 of 8
+    far = -q  # dense rank 8 of 8
+    texts = [f"Warfarin and heparin note {i} on anticoagulant dosing." for i in range(6)]
+    texts += ["Idarucizumab reverses dabigatran within minutes.", "Dabigatran is reversed."]
+    vectors = np.vstack([*others, close, far]).astype(np.float32)
+    index = VectorIndex(DIM, embedder="test")
+    index.add([*range(100, 106), 200, 300], vectors, texts=texts)
+    index.save(tmp_path, version=1)
+    embedder = FixedEmbedder({QUESTION: q})
+    default = Retriever(embedder, tmp_path)  # type: ignore[arg-type]
+    assert default.fusion == "score" and default.alpha == 0.8
+    dense = Retriever(embedder, tmp_path, fusion="dense")  # type: ignore[arg-type]
+    dense_ids = [h.passage_id for h in dense.search(QUESTION, k=3).hits]
+    assert 200 not in dense_ids and 300 not in dense_ids
+    ids = [h.passage_id for h in default.search(QUESTION, k=3).hits]
+    assert 200 in ids  # near tie, names the drug: promoted
+    assert 300 not in ids  # dense says it is the opposite of the question: not promoted
 
 
 def test_rrf_and_score_fusion_rank_as_documented() -> None:
