@@ -178,9 +178,12 @@
     resetAnswer(a.question);
     answerText.classList.remove("streaming");
     // A question stopped by the safety gate says so; for self-harm the message is one of support.
+    // One the library does not cover names what is missing.
     const gate = (a.flags || []).find((f) => f.kind === "safety_gate");
-    const refused = !gate ? "No answer: insufficient evidence."
-      : gate.detail === "self_harm" ? "Help is available." : "Not answered: the request was refused by the safety check.";
+    const uncovered = (a.flags || []).find((f) => f.kind === "not_covered");
+    const refused = gate ? (gate.detail === "self_harm" ? "Help is available." : "Not answered: the request was refused by the safety check.")
+      : uncovered ? `Not answered: the guideline library does not cover ${uncovered.detail}.`
+        : "No answer: insufficient evidence.";
     const labels = { complete: "", refused, failed: "The answer failed.", cancelled: "Cancelled." };
     setStatus(labels[a.status] || "");
     if (a.status !== "complete") {

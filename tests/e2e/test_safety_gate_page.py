@@ -1,4 +1,5 @@
-"""The safety gate as a clinician (or a person at risk) sees it, in a real browser."""
+"""Refusals as a clinician (or a person at risk) sees them, in a real browser: the safety gate
+and a question the guideline library does not cover."""
 
 from __future__ import annotations
 
@@ -44,3 +45,22 @@ def test_a_person_at_risk_is_shown_where_to_get_help(
     expect(message).to_have_class(re.compile(r"\bsupport\b"))
     expect(page.locator("#status")).to_have_text("Help is available.")
     page.screenshot(path=screenshots / "answer-self-harm-support.png", full_page=True)
+
+
+def test_an_out_of_scope_question_is_refused_naming_what_is_not_covered(
+    clinician_page: Page, screenshots: Path
+) -> None:
+    """Near-topic (atrial fibrillation) but about a drug no guideline mentions."""
+    page = clinician_page
+    ask(page, "In atrial fibrillation, what is the inclisiran starting dose?")
+    message = page.locator("#answer-message")
+    expect(message).to_contain_text("do not cover inclisiran", timeout=ANSWER_TIMEOUT_S * 1000)
+    expect(message).to_have_class(re.compile(r"\bwarning\b"))
+    expect(page.locator("#status")).to_have_text(
+        "Not answered: the guideline library does not cover inclisiran."
+    )
+    expect(page.locator("#answer-text")).to_have_text("")
+    answer = latest_answer(page)
+    assert answer["status"] == "refused"
+    assert {"kind": "not_covered", "detail": "inclisiran"} in answer["flags"]
+    page.screenshot(path=screenshots / "answer-refused-not-covered.png", full_page=True)
