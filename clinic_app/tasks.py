@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from clinic_app import library, services
 from clinic_app.celery import app
 from clinic_app.checkpoints import CheckpointWriter
+from clinic_app.logs import log_context
 from clinic_app.streaming import ChannelSink
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ _library_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-ta
 )
 def generate_answer(self: Task, answer_id: int) -> None:
     """Generate and stream the answer ``answer_id`` (idempotent)."""
+    with log_context(answer_id=answer_id):
+        _generate_answer(self, answer_id)
+
+
+def _generate_answer(self: Task, answer_id: int) -> None:
     sink = ChannelSink(answer_id, checkpoint=partial(_checkpoints.submit, answer_id))
     try:
         services.answer_generate(answer_id=answer_id, sink=sink)
@@ -95,15 +101,16 @@ def _run_inprocess(answer_id: int) -> None:
 )
 def ingest_job(self: Task, job_id: int) -> None:
     """Ingest an upload job's files (idempotent: a redelivered job starts over safely)."""
-    try:
-        library.ingest_job_run(job_id=job_id)
-    except Exception as exc:
-        log.exception("ingest job %s failed", job_id)
-        library.ingest_job_fail(
-            job_id=job_id,
-            message=f"The ingestion stopped on an internal error ({type(exc).__name__}).",
-        )
-        raise
+    with log_context(job_id=job_id):
+        try:
+            library.ingest_job_run(job_id=job_id)
+        except Exception as exc:
+            log.exception("ingest job %s failed", job_id)
+            library.ingest_job_fail(
+                job_id=job_id,
+                message=f"The ingestion stopped on an internal error ({type(exc).__name__}).",
+            )
+            raise
 
 
 @app.task(acks_late=True, reject_on_worker_lost=True, time_limit=settings.CELERY_TASK_TIME_LIMIT)
