@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -37,6 +38,30 @@ def test_ask_exits_2_with_the_reason_when_refusing() -> None:
     assert code == 2
     assert "refused: No sufficiently relevant passage" in err
     assert "[S1]" not in out
+
+
+def test_ask_json_prints_one_object_for_scripts() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("ask", "--json", ANSWERABLE_QUESTION, stdout=out, stderr=err)
+    assert exit_info.value.code == 0
+    answer = json.loads(out.getvalue())  # nothing streamed before it
+    assert answer["status"] == "complete" and isinstance(answer["id"], int)
+    assert answer["text"] and answer["disclaimer"]
+    assert answer["sources"] and all(
+        s["guideline_key"].startswith("acc_aha_af_2023/") for s in answer["sources"][:1]
+    )
+    assert {"number", "cited", "score", "passage_id", "guideline", "section"} <= set(
+        answer["sources"][0]
+    )
+    assert isinstance(answer["flags"], list) and isinstance(answer["evidence"], list)
+    # A refusal is JSON too, with the reason, and exit status 2.
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("ask", "--json", OFF_TOPIC_QUESTION, stdout=out, stderr=err)
+    assert exit_info.value.code == 2
+    refused = json.loads(out.getvalue())
+    assert refused["status"] == "refused" and refused["message"] and refused["sources"] == []
 
 
 def test_ask_rejects_an_unknown_user() -> None:

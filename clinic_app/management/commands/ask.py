@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -29,6 +30,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("question")
         parser.add_argument("--user", default="clinician", help="asking clinician's username")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the finished answer as one JSON object (id, status, text, message, "
+            "evidence, sources with their guideline key, flags), nothing streamed",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = User.objects.filter(username=options["user"]).first()
@@ -43,9 +50,12 @@ class Command(BaseCommand):
             self.stdout.write(delta, ending="")
             self.stdout.flush()
 
-        sink = CollectingSink(echo=echo)
+        sink = CollectingSink(echo=None if options["json"] else echo)
         answer = services.answer_generate(answer_id=answer.pk, sink=sink)
         payload = sink.final or {}
+        if options["json"]:
+            self.stdout.write(json.dumps(script_view(payload), ensure_ascii=False, indent=2))
+            sys.exit(EXIT_CODES[AnswerStatus(answer.status)])
         self.stdout.write("")
         if answer.status != AnswerStatus.COMPLETE:
             self.stderr.write(f"{answer.status}: {answer.message}")
@@ -59,3 +69,28 @@ class Command(BaseCommand):
         if answer.status == AnswerStatus.COMPLETE:
             self.stdout.write(f"\n{answer.disclaimer}")
         sys.exit(EXIT_CODES[AnswerStatus(answer.status)])
+
+
+def script_view(payload: dict[str, Any]) -> dict[str, Any]:
+    """The answer as scripts read it: what the page shows, sources flattened to their keys."""
+    return {
+        "id": payload.get("id"),
+        "status": payload.get("status"),
+        "text": payload.get("text", ""),
+        "message": payload.get("message", ""),
+        "evidence": payload.get("evidence", []),
+        "sources": [
+            {
+                "number": c["number"],
+                "cited": c["cited"],
+                "score": c["score"],
+                "passage_id": c["passage"]["id"],
+                "guideline_key": c["passage"]["guideline"]["key"],
+                "guideline": c["passage"]["guideline"]["title"],
+                "section": c["passage"]["section"],
+            }
+            for c in payload.get("citations", [])
+        ],
+        "flags": payload.get("flags", []),
+        "disclaimer": payload.get("disclaimer", ""),
+    }
