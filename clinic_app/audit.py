@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clinic_app import metrics
 from clinic_app.audit_chain import (
     GENESIS_HASH,
     STORED_FIELDS,
@@ -96,7 +97,7 @@ def audit_record(
         "source_ip": _clean(source_ip, 64),
         "details": clean_details,
     }
-    with transaction.atomic():
+    with metrics.timed(metrics.AUDIT_APPEND_SECONDS), transaction.atomic():
         # 1. Take the head: claim the next sequence number and lock out other appenders.
         if not AuditHead.objects.filter(pk=1).update(seq=F("seq") + 1):
             AuditHead.objects.create(pk=1, seq=1, hash=GENESIS_HASH)

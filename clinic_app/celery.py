@@ -5,9 +5,18 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
 
 app = Celery("clinic_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["clinic_app"])
+
+
+@worker_process_shutdown.connect
+def _worker_process_shutdown(pid: int | None = None, **kwargs: object) -> None:
+    """A pool process ended: its live gauges leave the multiprocess metrics (clinic_app.metrics)."""
+    from clinic_app.metrics import process_exited
+
+    process_exited(pid or os.getpid())

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from clinic_app import selectors, services, sessions
+from clinic_app import metrics, selectors, services, sessions
 from clinic_app.models import FINAL_STATUSES, Role
 from clinic_app.streaming import answer_group, register_server_loop, user_group
 
@@ -92,6 +92,8 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
         # Joined before accepting, so a sign-out from here on always reaches this socket.
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
+        self._counted = True
+        metrics.WEBSOCKETS.inc()
         self._watchdog = asyncio.create_task(self._watch_session(checked.expires_in))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -102,6 +104,9 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
             watchdog = getattr(self, "_watchdog", None)
             if watchdog is not None:
                 watchdog.cancel()
+            if getattr(self, "_counted", False):
+                self._counted = False
+                metrics.WEBSOCKETS.dec()
 
     async def disconnect(self, code: int) -> None:
         await self._leave_all()

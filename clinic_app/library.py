@@ -23,7 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from clinic_app import runtime
+from clinic_app import metrics, runtime
 from clinic_app.audit import audit_record
 from clinic_app.models import (
     Citation,
@@ -660,6 +660,10 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
             },
         )
     shutil.rmtree(_uploads_dir() / f"job-{job.pk}", ignore_errors=True)
+    metrics.INGEST_JOBS.labels(state=IngestStatus.COMPLETE).inc()
+    if job.started_at is not None and job.total:
+        seconds = (timezone.now() - job.started_at).total_seconds()
+        metrics.INGEST_RECORDS_PER_SECOND.observe(job.total / max(seconds, 1e-3))
     return job
 
 
@@ -749,6 +753,7 @@ def ingest_job_fail(*, job_id: int, message: str) -> None:
             finished_at=timezone.now(),
         )
         if updated:
+            metrics.INGEST_JOBS.labels(state=IngestStatus.FAILED).inc()
             audit_record(
                 action="ingest.job_finished",
                 actor="system",

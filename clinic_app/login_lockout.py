@@ -16,6 +16,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from clinic_app import metrics
 from clinic_app.audit import audit_record
 
 
@@ -50,6 +51,7 @@ def _locked_out(
 ) -> None:
     """Every sign-in refused for too many failures is recorded: when an account is locked, and
     each further attempt while it stays locked (each one restarts the cool-off)."""
+    metrics.LOGIN_LOCKOUTS.inc()
     audit_record(
         action="auth.locked_out",
         actor=username or "",

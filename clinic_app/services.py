@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from clinic_app import runtime
+from clinic_app import metrics, runtime
 from clinic_app.audit import audit_record
 from clinic_app.identifiers import identifier_kinds
 
@@ -223,7 +223,14 @@ class _Outcome:
     flags: list[dict[str, str]] = field(default_factory=list)
 
 
-def _finish(answer: Answer, outcome: _Outcome, sink: AnswerSink, details: dict[str, Any]) -> Answer:
+def _finish(
+    answer: Answer,
+    outcome: _Outcome,
+    sink: AnswerSink,
+    details: dict[str, Any],
+    *,
+    counted_as: str = "",
+) -> Answer:
     with transaction.atomic():
         answer.status = outcome.status
         answer.text = outcome.text
@@ -240,6 +247,10 @@ def _finish(answer: Answer, outcome: _Outcome, sink: AnswerSink, details: dict[s
             details=details,
         )
     sink.finish(answer_payload(answer))
+    metrics.ANSWERS.labels(outcome=counted_as or outcome.status).inc()
+    if outcome.status == AnswerStatus.COMPLETE and answer.started_at is not None:
+        whole = (answer.finished_at - answer.started_at).total_seconds()
+        metrics.ANSWER_SECONDS.observe(whole)
     return answer
 
 
@@ -280,6 +291,9 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     sink.begin(answer.attempts)
     question = answer.question.text
     started = time.monotonic()
+    metrics.QUEUE_WAIT.observe(
+        max(0.0, (answer.started_at - answer.question.created_at).total_seconds())
+    )
 
     # 1. The safety gate, before anything is looked up: requests for harm, self-harm means, to
     # override the rules or reveal them, role-play, pasted "sources" are refused with the reason.
@@ -304,7 +318,9 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
 
     # 2. Retrieve: embed the question and search the live index.
     _release_database()  # embedding can queue behind other answers' for a while
-    result = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K)
+    with metrics.timed(metrics.RETRIEVAL_SECONDS):
+        result = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K)
+    metrics.INDEX_VERSION.set(result.index_version)
     passages = {
         p.pk: p
         for p in Passage.objects.filter(
@@ -421,8 +437,12 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         "prompt_sha256": answer.prompt_sha256,
     }
     _release_database()  # the model may write for minutes
-    text, outcome = _stream(backend, prompt.text, prompt.stop, answer_id, sink)
-    details["latency_ms"] = int((time.monotonic() - started) * 1000)
+    metrics.model_seen(backend.info.backend, backend.info.model, backend.info.version)
+    text, outcome, first_at = _stream(backend, prompt.text, prompt.stop, answer_id, sink)
+    ended = time.monotonic()
+    details["latency_ms"] = int((ended - started) * 1000)
+    if first_at is not None:
+        metrics.FIRST_TOKEN.observe(first_at - started)
     if outcome is not None:
         outcome.text = text
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})
@@ -443,7 +463,10 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             )
             if not s.supported and s.kind not in (NO_CITATION, NO_CLAIM)
         ]
-    if backend.count_tokens(text) >= settings.ANSWER_MAX_TOKENS:
+    tokens = backend.count_tokens(text)
+    if first_at is not None and tokens > 1 and ended > first_at:
+        metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
+    if tokens >= settings.ANSWER_MAX_TOKENS:
         flags.append({"kind": "truncated", "detail": "the answer reached the length limit"})
     # Contain what the model got wrong: a summary mostly unsupported (or only markers) is
     # folded away on the page behind the quotes, and counted.
@@ -536,10 +559,12 @@ def _release_database() -> None:
 
 def _stream(
     backend: Backend, prompt: str, stop: tuple[str, ...], answer_id: int, sink: AnswerSink
-) -> tuple[str, _Outcome | None]:
-    """Run generation into ``sink``; returns the text and, if it did not complete, why."""
+) -> tuple[str, _Outcome | None, float | None]:
+    """Run generation into ``sink``; returns the text, if it did not complete why, and when
+    (``time.monotonic()``) its first text arrived (``None``: none did)."""
     cancel = threading.Event()
     parts: list[str] = []
+    first_at: float | None = None
     last_poll = 0.0
     request = GenerationRequest(
         prompt=prompt,
@@ -549,6 +574,8 @@ def _stream(
     )
     try:
         for delta in backend.stream(request, cancel):
+            if first_at is None:
+                first_at = time.monotonic()
             parts.append(delta)
             sink.text(delta)
             now = time.monotonic()
@@ -557,13 +584,21 @@ def _stream(
                 if _cancel_requested(answer_id):
                     cancel.set()
     except Cancelled:
-        return "".join(parts), _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled.")
+        return (
+            "".join(parts),
+            _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled."),
+            first_at,
+        )
     except BackendError as exc:
         log.warning("answer %s: generation failed: %s: %s", answer_id, type(exc).__name__, exc)
-        return "".join(parts), _Outcome(AnswerStatus.FAILED, message=exc.user_message)
+        return "".join(parts), _Outcome(AnswerStatus.FAILED, message=exc.user_message), first_at
     if cancel.is_set():
-        return "".join(parts), _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled.")
-    return "".join(parts), None
+        return (
+            "".join(parts),
+            _Outcome(AnswerStatus.CANCELLED, message="The answer was cancelled."),
+            first_at,
+        )
+    return "".join(parts), None, first_at
 
 
 STALE_MESSAGE = (
@@ -603,6 +638,7 @@ def answer_expire_if_stale(*, user: User, answer_id: int) -> bool:
             _Outcome(AnswerStatus.FAILED, text=answer.text, message=STALE_MESSAGE),
             CollectingSink(),
             {"error": "stale", "since": since.isoformat(), "attempts": answer.attempts},
+            counted_as="expired",
         )
     return True
 

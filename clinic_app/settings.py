@@ -395,6 +395,12 @@ USE_TZ = True
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 # plain: "time level logger message"; json: one JSON object per line with request_id, answer_id
 # and job_id fields (clinic_app/logs.py). Either way records carry ids, never question text.
+# Prometheus metrics (clinic_app/metrics.py) at /<METRICS_PATH>: with METRICS_TOKEN, scrapers
+# send it as a bearer token; without one, only loopback clients are answered.
+METRICS_PATH = env_str("METRICS_PATH", "metrics").strip("/")
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if not METRICS_PATH:
+    raise SettingError("METRICS_PATH must not be empty")
 LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from clinic_app import metrics
 from clinic_app.audit import audit_record
 from clinic_app.client_ip import client_ip
 from clinic_app.middleware import acting
@@ -35,6 +36,7 @@ def _logged_out(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> 
 def _login_failed(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
+    metrics.LOGIN_FAILURES.inc()
     audit_record(
         action="auth.login_failed",
         actor=str(credentials.get("username", "")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -18,8 +19,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic_app import audit_export, identifiers, selectors, services
+from clinic_app import audit_export, identifiers, metrics, selectors, services
 from clinic_app.audit import audit_record, audit_verify, default_checkpoint_files
+from clinic_app.client_ip import client_ip
 from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
 from clinic_app.permissions import role_required
 from clinic_app.readiness import readiness_check
@@ -47,6 +49,21 @@ def home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process serves HTTP (no dependency is checked)."""
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for scrapers only: with ``METRICS_TOKEN`` set, the request must
+    carry it as a bearer token; without one, only this machine (loopback) is answered."""
+    if settings.METRICS_TOKEN:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
+    else:
+        allowed = client_ip(request) in ("127.0.0.1", "::1")
+    if not allowed:
+        return HttpResponse("Forbidden: metrics are for the monitoring system.", status=403)
+    body, content_type = metrics.exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 @require_GET

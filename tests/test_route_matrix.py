@@ -75,6 +75,8 @@ MATRIX: dict[str, Access] = {
     ),
     "healthz": everyone(200),
     "readyz": everyone(200),  # probes do not sign in; details name no host or secret
+    # Loopback (the test client's address) or a bearer token, never a user: test_metrics.py.
+    "metrics": everyone(200),
     "login/": everyone(200),
     "logout/": everyone(Redirect("/login/"), method="POST"),
     "ask/": only("clinician"),

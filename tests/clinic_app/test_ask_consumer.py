@@ -60,6 +60,23 @@ async def test_anonymous_and_non_clinicians_cannot_open_the_socket() -> None:
         await ws.disconnect()
 
 
+async def test_open_websockets_are_counted_for_the_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    def gauge() -> float:
+        return REGISTRY.get_sample_value("clinic_websockets_open") or 0.0
+
+    all_users = await users()
+    before = gauge()
+    ws, connected, _ = await connect(all_users["clinician"])
+    assert connected and gauge() == before + 1
+    refused, connected_too, _ = await connect(all_users["auditor"])
+    assert not connected_too and gauge() == before + 1  # a refused socket is not counted
+    await refused.disconnect()
+    await ws.disconnect()
+    assert gauge() == before
+
+
 async def test_foreign_origin_is_rejected() -> None:
     all_users = await users()
     ws = WebsocketCommunicator(
@@ -154,6 +171,12 @@ async def test_following_an_answer_whose_task_was_lost_ends_it_with_a_clear_fail
         )
         return answer.pk
 
+    from prometheus_client import REGISTRY
+
+    def expired() -> float:
+        return REGISTRY.get_sample_value("clinic_answers_total", {"outcome": "expired"}) or 0.0
+
+    expired_before = expired()
     limit = services.answer_stale_after()
     lost = await database_sync_to_async(streaming_answer)(limit + timedelta(seconds=5))
     fresh = await database_sync_to_async(streaming_answer)(limit - timedelta(seconds=60))
@@ -165,6 +188,7 @@ async def test_following_an_answer_whose_task_was_lost_ends_it_with_a_clear_fail
     assert snapshot["answer"]["status"] == "failed"
     assert snapshot["answer"]["message"] == services.STALE_MESSAGE
     assert snapshot["answer"]["text"] == "The first part"  # what was saved is kept
+    assert expired() == expired_before + 1  # counted as expired, not as an ordinary failure
     await ws.send_json_to({"action": "follow", "answer_id": fresh})
     snapshot = await ws.receive_json_from(timeout=10)
     assert snapshot["answer"]["status"] == "streaming"

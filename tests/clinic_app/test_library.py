@@ -105,7 +105,12 @@ def top_guideline(question: str) -> Guideline:
 def test_an_uploaded_file_is_ingested_with_its_metadata_and_becomes_searchable(
     admin_client: Client, library_index: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    before = current_version(library_index)
+    from prometheus_client import REGISTRY
+
+    def jobs_complete() -> float:
+        return REGISTRY.get_sample_value("clinic_ingest_jobs_total", {"state": "complete"}) or 0.0
+
+    before, jobs_before = current_version(library_index), jobs_complete()
     with django_capture_on_commit_callbacks() as queued:
         status = run_job(
             admin_client,
@@ -120,6 +125,7 @@ def test_an_uploaded_file_is_ingested_with_its_metadata_and_becomes_searchable(
     assert status["final"] and status["status"] == "complete" and status["percent"] == 100
     assert (status["added"], status["duplicates"], status["failed"]) == (1, 0, 0)
     assert status["index_version"] == current_version(library_index) != before
+    assert jobs_complete() == jobs_before + 1  # the operators' metric
 
     guideline = top_guideline("How often do I photograph the blastema of an axolotl?")
     assert guideline.title == UNIQUE

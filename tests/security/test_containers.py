@@ -49,6 +49,7 @@ DEPLOY_ENV = {
     "APP_DB_PASSWORD": "app-pw-" + uuid.uuid4().hex,
     "REDIS_PASSWORD": "redis-pw-" + uuid.uuid4().hex,
     "VLLM_API_KEY": "vllm-key-" + uuid.uuid4().hex,
+    "METRICS_TOKEN": "metrics-" + uuid.uuid4().hex,
     "HF_TOKEN": "hf-" + uuid.uuid4().hex,
 }
 
