@@ -23,7 +23,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install engine models vllm browser setup run worker test test-fast check format bench evaluate evaluate-pubmedqa clean
+.PHONY: help install engine models vllm browser monitoring setup run worker test test-fast check format bench evaluate evaluate-pubmedqa clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ vllm: ## Create .venv-vllm (vLLM CPU build) and the random Llama test models (ti
 browser: ## Install Debian's chromium for browser tests (if missing)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+monitoring: ## Install Debian's prometheus for the scrape test (if missing)
+	@command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
+
 # The app refuses to start (DEBUG=0) without a secret key: the embedded default keeps one here.
 $(VAR)/secret_key:
 	@mkdir -p $(VAR)
@@ -85,7 +88,7 @@ run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DATABASE_URL)
 	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1
 
-test: models vllm browser ## Run the whole test suite (unit, integration, browser)
+test: models vllm browser monitoring ## Run the whole test suite (unit, integration, browser)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 test-fast: models ## Unit and service tests only (no browser, no live servers)

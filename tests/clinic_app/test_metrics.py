@@ -113,3 +113,31 @@ def test_worker_processes_are_aggregated_in_multiprocess_mode(tmp_path: Path) ->
         [sys.executable, "-c", show], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     assert value(done.stdout, "clinic_answers_total", outcome="complete") == 2
+
+
+def test_the_grafana_dashboard_and_scrape_config_name_only_metrics_the_app_exports() -> None:
+    import json
+    import re
+
+    import yaml
+    from prometheus_client import REGISTRY
+
+    families = {f.name for f in REGISTRY.collect() if f.name.startswith("clinic_")}
+
+    def family(series: str) -> str:
+        for suffix in ("_bucket", "_total", "_count", "_sum"):
+            series = series.removesuffix(suffix)
+        return series
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "clinic.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bclinic_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 12 and used
+    assert {family(n) for n in used} <= families, {family(n) for n in used} - families
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"

@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
+import yaml
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
-from tests.live import Server, app_env, login_cookies, seed, start_server, start_worker
+from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION, ROOT, free_port
+from tests.live import (
+    Server,
+    app_env,
+    login_cookies,
+    seed,
+    spawn,
+    start_server,
+    start_worker,
+    stopping,
+)
 
 pytestmark = pytest.mark.integration
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +47,13 @@ def stack() -> Iterator[tuple[Server, dict[str, str]]]:
     redis.Redis.from_url(REDIS_BASE).flushdb()
     var_dir = Path(tempfile.mkdtemp(prefix="clinic-it-"))
     env = app_env(
-        var_dir, DATABASE_URL=database_url, REDIS_URL=REDIS_BASE, UPLOAD_MAX_BYTES="5000000"
+        var_dir,
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_BASE,
+        UPLOAD_MAX_BYTES="5000000",
+        # As in docker-compose: web and worker write metrics to one folder, web serves the sum.
+        PROMETHEUS_MULTIPROC_DIR=str(var_dir / "prometheus"),
+        METRICS_TOKEN=METRICS_TOKEN,
     )
     seed(env)
     worker = start_worker(env, name="it-worker")
@@ -199,3 +219,58 @@ def test_an_oversized_upload_is_refused_on_its_headers_before_any_body_is_sent(
             reply += data
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert time.monotonic() - started < 10
+
+
+def test_prometheus_scrapes_the_answer_metrics_of_web_and_worker(
+    stack: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    """Debian's real Prometheus, configured from deploy/prometheus.yml, scrapes the live server
+    after a Celery worker answered: the worker's samples reach it through the web's /metrics."""
+    server, _ = stack
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus is missing: `make monitoring` installs it"
+    with open_socket(server) as ws:
+        events = ask(ws, ANSWERABLE_QUESTION)
+    assert events[-1]["type"] == "done" and events[-1]["answer"]["status"] == "complete"
+    # The shipped configuration, pointed at this server, scraping every second.
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    token_file = tmp_path / "metrics_token"
+    token_file.write_text(METRICS_TOKEN)
+    config["global"]["scrape_interval"] = "1s"
+    (job,) = config["scrape_configs"]
+    job["authorization"]["credentials_file"] = str(token_file)
+    job["static_configs"][0]["targets"] = [f"{server.host}:{server.port}"]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    prometheus = spawn(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        dict(os.environ),
+    )
+    wanted = {
+        'up{job="clinic"}': 1.0,
+        'clinic_answers_total{outcome="complete"}': 1.0,
+        "clinic_answer_first_token_seconds_count": 1.0,
+        "clinic_retrieval_seconds_count": 1.0,
+    }
+    seen: dict[str, float] = {}
+    with stopping(prometheus):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(seen) < len(wanted):
+            for query, least in wanted.items():
+                try:
+                    reply = httpx.get(
+                        f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5
+                    ).json()
+                except (httpx.HTTPError, ValueError):
+                    break
+                values = [float(r["value"][1]) for r in reply.get("data", {}).get("result", [])]
+                if values and sum(values) >= least:
+                    seen[query] = sum(values)
+            time.sleep(1)
+    assert set(seen) == set(wanted), (seen, prometheus.log()[-3000:])

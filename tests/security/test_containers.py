@@ -227,7 +227,10 @@ def test_web_and_worker_use_the_app_role_and_only_migrate_holds_the_owner() -> N
 
 def test_only_the_web_server_publishes_a_port() -> None:
     published = {name for name, service in SERVICES.items() if service.get("ports")}
-    assert published == {"web"}
+    assert published == {"web", "grafana"}
+    # Grafana (monitoring profile only) is published on the machine's loopback, not the network.
+    assert SERVICES["grafana"]["profiles"] == ["monitoring"]
+    assert all(str(p).startswith("127.0.0.1:") for p in SERVICES["grafana"]["ports"])
 
 
 def test_compose_refuses_to_start_without_the_service_secrets() -> None:
