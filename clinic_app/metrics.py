@@ -87,7 +87,7 @@ MODEL_INFO = Gauge(
     "clinic_model_info",
     "The generator that wrote the last answer (value 1), by backend, model and version.",
     ["backend", "model", "version"],
-    multiprocess_mode="liveall",
+    multiprocess_mode="max",  # one series per model across processes, no pid label
 )
 
 
