@@ -35,9 +35,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 
 from clinic_app import runtime, services
-from clinic_app.models import AnswerStatus, Guideline, IndexVersion, Passage, Role
+from clinic_app.audit import audit_record
+from clinic_app.models import AnswerStatus, EvaluationRun, Guideline, IndexVersion, Passage, Role
 from clinic_app.streaming import CollectingSink
 from inference.prompts import ANSWER_CUE, INSTRUCTIONS, MEDITRON_EXAMPLE_ANSWER
 from retrieval.parsers import parse_pubmedqa
@@ -588,6 +590,7 @@ def run_config(*, generate: bool) -> dict[str, Any]:
         "chunk_max_tokens": settings.CHUNK_MAX_TOKENS,
         "answer_max_tokens": settings.ANSWER_MAX_TOKENS,
         "support_check": settings.SUPPORT_CHECK,
+        "coverage_check": settings.COVERAGE_CHECK,
         "inference_backend": settings.INFERENCE_BACKEND,
         "generation": generate,
     }
@@ -621,6 +624,43 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+
+def evaluation_record(*, report: dict[str, Any], actor: str) -> EvaluationRun:
+    """Keep a finished report (``Report`` as a dict, e.g. read back from JSON) and audit it."""
+    config, dataset = report["config"], report["dataset"]
+    with transaction.atomic():
+        run = EvaluationRun.objects.create(
+            ran_at=report["when"],
+            format=report["format"],
+            dataset_name=Path(dataset["path"]).name,
+            dataset_sha256=dataset["sha256"],
+            evaluated=dataset["evaluated"],
+            index_version=config.get("index_version"),
+            backend=config.get("backend", ""),
+            model_name=config.get("model", ""),
+            model_version=config.get("model_version", ""),
+            config=config,
+            summary=report["summary"],
+            items=report["items"],
+            recorded_by=actor,
+        )
+        audit_record(
+            action="evaluation.recorded",
+            actor=actor,
+            object_type="evaluation_run",
+            object_id=run.pk,
+            details={
+                "dataset": run.dataset_name,
+                "dataset_sha256": run.dataset_sha256,
+                "format": run.format,
+                "evaluated": run.evaluated,
+                "index_version": run.index_version,
+                "model": run.model_name,
+                "model_version": run.model_version,
+            },
+        )
+    return run
 
 
 def dataset_info(*, path: Path, items: int, evaluated: int) -> dict[str, Any]:

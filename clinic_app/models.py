@@ -312,3 +312,31 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"feedback {self.pk} on answer {self.answer_id}"
+
+
+class EvaluationRun(models.Model):
+    """An evaluation report kept for comparison over time (``manage.py evaluate --record``):
+    the dataset and its hash, what answered (index version, backend, model), the settings that
+    shape answers, every summary figure and one row per question. Recording it is audited."""
+
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    ran_at = models.CharField(max_length=32)  # the report's own UTC timestamp
+    format = models.CharField(max_length=32)
+    dataset_name = models.CharField(max_length=255)
+    dataset_sha256 = models.CharField(max_length=64)
+    evaluated = models.PositiveIntegerField()
+    index_version = models.IntegerField(null=True, blank=True)
+    backend = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=255, blank=True)
+    model_version = models.CharField(max_length=64, blank=True)
+    config = models.JSONField(default=dict)
+    summary = models.JSONField(default=dict)
+    items = models.JSONField(default=list)
+    recorded_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        indexes = [models.Index(fields=["dataset_sha256", "recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} of {self.dataset_name}"

@@ -6,6 +6,7 @@ embedded model; they fail when retrieval, refusal or injection resistance regres
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -446,6 +447,47 @@ PUBMEDQA_ITEMS = {
 
 
 @pytest.mark.django_db
+def test_record_keeps_the_report_in_the_database_and_audits_it(tmp_path: Path) -> None:
+    from clinic_app.models import AuditEvent, EvaluationRun
+
+    ids = ",".join(q.id for q in questions_load(path=DEMO_QUESTIONS)[:3])
+    report, table = run_evaluate(
+        "--dataset",
+        str(DEMO_QUESTIONS),
+        "--format",
+        "questions-jsonl",
+        "--retrieval-only",
+        "--ids",
+        ids,
+        "--record",
+        output=tmp_path / "r.json",
+    )
+    run = EvaluationRun.objects.get()
+    assert f"Recorded as evaluation run {run.pk}." in table
+    assert run.dataset_name == "demo_questions.jsonl" and run.format == "questions-jsonl"
+    assert run.dataset_sha256 == hashlib.sha256(DEMO_QUESTIONS.read_bytes()).hexdigest()
+    assert run.evaluated == 3 and run.ran_at == report["when"]
+    assert run.index_version == report["config"]["index_version"] is not None
+    assert run.summary == report["summary"] and run.items == report["items"]
+    assert run.config["retrieval_fusion"] and run.config["coverage_check"] == "on"
+    event = AuditEvent.objects.get(action="evaluation.recorded")
+    assert event.object_id == str(run.pk)
+    assert event.details["dataset_sha256"] == run.dataset_sha256
+    # Without --record nothing is kept.
+    run_evaluate(
+        "--dataset",
+        str(DEMO_QUESTIONS),
+        "--format",
+        "questions-jsonl",
+        "--retrieval-only",
+        "--ids",
+        ids,
+        output=tmp_path / "r2.json",
+    )
+    assert EvaluationRun.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_pubmedqa_runs_in_a_scratch_index_and_finds_each_questions_own_abstract(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_dir: Path
 ) -> None:
@@ -456,7 +498,7 @@ def test_pubmedqa_runs_in_a_scratch_index_and_finds_each_questions_own_abstract(
     live_before = (index_dir / "CURRENT").read_text()
     guidelines_before = Guideline.objects.count()
     report, table = run_evaluate(
-        "--dataset", str(path), "--format", "pubmedqa", output=tmp_path / "p.json"
+        "--dataset", str(path), "--format", "pubmedqa", "--record", output=tmp_path / "p.json"
     )
     summary = report["summary"]
     assert report["dataset"]["evaluated"] == 5 and report["config"]["ingest"]["abstracts"] == 5
@@ -467,6 +509,11 @@ def test_pubmedqa_runs_in_a_scratch_index_and_finds_each_questions_own_abstract(
     assert all(i["question"].endswith(evaluation.PUBMEDQA_NUDGE) for i in report["items"])
     assert [a["accuracy"] for a in report["anchors"]] == [0.552, 0.693, 0.798]
     assert "Meditron-70B (few-shot)" in table and "79.8%" in table
+    # Recorded in the clinicians' database (not the scratch one), with the scratch run's report.
+    from clinic_app.models import EvaluationRun
+
+    recorded = EvaluationRun.objects.get(format="pubmedqa")
+    assert recorded.summary == summary and recorded.evaluated == 5
     # The clinicians' library and index were not touched.
     assert Guideline.objects.count() == guidelines_before
     assert (index_dir / "CURRENT").read_text() == live_before

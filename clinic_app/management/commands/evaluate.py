@@ -7,6 +7,7 @@ library and history are never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,11 @@ class Command(BaseCommand):
             action="store_true",
             help=f"PubMedQA: ask the bare question, without {evaluation.PUBMEDQA_NUDGE!r}",
         )
+        parser.add_argument(
+            "--record",
+            action="store_true",
+            help="keep the report in the database for comparison over time (audited)",
+        )
         parser.add_argument("--keep-scratch", action="store_true", help="keep the PubMedQA scratch")
         # Internal: set by the parent process for the scratch run.
         parser.add_argument("--in-scratch", type=Path, default=None, help="(internal)")
@@ -78,7 +85,11 @@ class Command(BaseCommand):
         try:
             if options["format"] == "pubmedqa" and options["in_scratch"] is None:
                 evaluation.pubmedqa_load(path=dataset)  # fail fast, before any scratch work
-                self._rerun_in_scratch(dataset, options)
+                report_json = self._rerun_in_scratch(dataset, options)
+                if options["record"] and report_json is not None:
+                    self._record(json.loads(report_json.read_text(encoding="utf-8")))
+                    if not options["output"]:
+                        shutil.rmtree(report_json.parent, ignore_errors=True)
                 return
             with evaluation.backend_override(name=options["backend"]):
                 report = self._evaluate(dataset, options)
@@ -90,6 +101,12 @@ class Command(BaseCommand):
         self.stdout.write(evaluation.report_render(report))
         if options["output"]:
             self.stdout.write(f"\nJSON report: {options['output']}")
+        if options["record"] and options["in_scratch"] is None:
+            self._record(asdict(report))
+
+    def _record(self, report: dict[str, Any]) -> None:
+        run = evaluation.evaluation_record(report=report, actor="evaluate-command")
+        self.stdout.write(f"Recorded as evaluation run {run.pk}.")
 
     def _progress(self, line: str) -> None:
         """Per-question lines (``[n/total] ...``) gain the rate and the time left, measured from
@@ -140,9 +157,13 @@ class Command(BaseCommand):
             progress=self._progress,
         )
 
-    def _rerun_in_scratch(self, dataset: Path, options: dict[str, Any]) -> None:
-        """Run this command again in a subprocess on a scratch database and index."""
+    def _rerun_in_scratch(self, dataset: Path, options: dict[str, Any]) -> Path | None:
+        """Run this command again in a subprocess on a scratch database and index; returns the
+        JSON report it wrote (``--output``, or a temporary file for ``--record``; else None)."""
         root = Path(tempfile.mkdtemp(prefix="clinic-eval-"))
+        output = options["output"].resolve() if options["output"] else None
+        if output is None and options["record"]:
+            output = Path(tempfile.mkdtemp(prefix="clinic-eval-report-")) / "report.json"
         argv = [
             sys.executable,
             str(Path(settings.BASE_DIR) / "manage.py"),
@@ -160,8 +181,8 @@ class Command(BaseCommand):
             argv += ["--limit", str(options["limit"])]
         if options["backend"]:
             argv += ["--backend", options["backend"]]
-        if options["output"]:
-            argv += ["--output", str(options["output"].resolve())]
+        if output is not None:
+            argv += ["--output", str(output)]
         argv += [
             flag
             for flag, on in (
@@ -189,3 +210,4 @@ class Command(BaseCommand):
         self.stdout.write(done.stdout.rstrip("\n"))
         if done.returncode != 0:
             raise CommandError(f"the scratch evaluation failed (exit status {done.returncode})")
+        return output
