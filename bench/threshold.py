@@ -198,7 +198,9 @@ def own_sets_curve(
                 ).select_related("guideline")
             }
             kept = [h for h in hits if h.passage_id in passages]
-            coverage = services._coverage(q.question, [passages[h.passage_id] for h in kept])
+            coverage = services.question_coverage(
+                q.question, [passages[h.passage_id] for h in kept]
+            )
             rows.append(
                 {
                     "set": name.removesuffix(".jsonl"),

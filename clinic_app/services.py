@@ -26,6 +26,7 @@ from clinic_app.library import (  # noqa: F401
     IngestReport,
     guidelines_ingest,
     index_publish,
+    passage_embedding_text,
 )
 from clinic_app.models import (
     FEEDBACK_COMMENT_MAX_CHARS,
@@ -351,7 +352,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
 
     # 3b. Refuse, naming it, what the library does not cover although the topic matched: a
     # specialised term no guideline uses, or a population no retrieved passage addresses.
-    coverage = _coverage(question, [passages[h.passage_id] for h in hits])
+    coverage = question_coverage(question, [passages[h.passage_id] for h in hits])
     if not coverage.covered:
         return _finish(
             answer,
@@ -482,12 +483,13 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     )
 
 
-def _coverage(question: str, passages: list[Passage]) -> Coverage:
+def question_coverage(question: str, passages: list[Passage]) -> Coverage:
     """What of ``question`` the library and the retrieved ``passages`` do not cover."""
     if settings.COVERAGE_CHECK == "off":
         return Coverage()
     vocabulary = runtime.get_retriever().vocabulary()
-    texts = [f"{p.guideline.title}\n{p.section}\n{p.text}" for p in passages]
+    # The texts as indexed, the same ones the library vocabulary is built from.
+    texts = [passage_embedding_text(p) for p in passages]
     if vocabulary is None:  # an index without texts: only the populations can be checked
         vocabulary = LibraryVocabulary(texts)
     return coverage_check(question, texts, vocabulary, rare_below=settings.COVERAGE_RARE_ZIPF)
