@@ -55,7 +55,8 @@ def _answer_id(value: Any) -> int | None:
 
 
 class AskConsumer(AsyncJsonWebsocketConsumer):
-    """Protocol (JSON): the client sends ``ask``, ``cancel`` or ``follow``; the server answers
+    """Protocol (JSON): the client sends ``ask`` (with ``follow_up_of``: an answer id, to
+    continue that conversation), ``cancel`` or ``follow``; the server answers
     ``accepted``, ``chunk`` (with ``seq``), ``done`` (with the persisted answer) or ``error``.
 
     Every message is rate limited and re-checks the session (``clinic_app.sessions``); a socket
@@ -189,7 +190,7 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         action = content.get("action")
         if action == "ask":
-            await self._ask(str(content.get("question", "")))
+            await self._ask(str(content.get("question", "")), content.get("follow_up_of"))
         elif action == "cancel":
             await self._cancel(content.get("answer_id"))
         elif action == "follow":
@@ -197,21 +198,37 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._error("Unknown action.")
 
-    async def _ask(self, question: str) -> None:
+    async def _ask(self, question: str, follow_up: Any = None) -> None:
+        """A new question, or (``follow_up_of``) a follow-up of one of the user's answers."""
+        parent = None if follow_up is None else _answer_id(follow_up)
+        if follow_up is not None and parent is None:
+            await self._error("Malformed follow-up: follow_up_of must be an answer id.")
+            return
         if not await self._may_join(None):
             return
         user = self.scope["user"]
         try:
             answer = await database_sync_to_async(services.question_ask)(
-                user=user, text=question, source_ip=self._ip
+                user=user, text=question, source_ip=self._ip, follow_up_of=parent
             )
+        except services.FollowUpNotYours:
+            # The same reply as for any answer that is not the user's (audited by the service).
+            await self._error(NOT_YOURS, answer_id=parent)
+            return
         except services.QuestionRejected as exc:
-            await self._error(str(exc))
+            await self._error(str(exc), **({} if parent is None else {"follow_up_of": parent}))
             return
         # Subscribe before generation starts so that no chunk is published unheard.
         await self._join(answer.pk)
         await self.send_json(
-            {"type": "accepted", "answer_id": answer.pk, "question": answer.question.text}
+            {
+                "type": "accepted",
+                "answer_id": answer.pk,
+                "question": answer.question.text,
+                "thread_id": answer.question.thread_id,
+                "turn": answer.question.turn,
+                "follow_up_of": parent,
+            }
         )
         await database_sync_to_async(services.answer_start)(answer_id=answer.pk)
 

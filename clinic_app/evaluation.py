@@ -256,6 +256,8 @@ class EvalQuestion:
     required_facts: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
     line: int = 0
+    # The id of an earlier line this question follows up in one conversation (issue 16).
+    follow_up_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ class PubMedQAItem:
 
 
 _QUESTION_FIELDS = {"id", "question", "kind", "expected_sources", "required_facts", "forbidden"}
-_OPTIONAL_FIELDS = {"note"}
+_OPTIONAL_FIELDS = {"note", "follow_up_of"}
 
 
 def _string_list(value: Any, name: str, *, patterns: bool) -> tuple[list[str], list[str]]:
@@ -331,6 +333,9 @@ def _question_from_line(
         errors.append("an out_of_scope question has no expected_sources or required_facts")
     if kind == "injection" and not forbidden:
         errors.append("an injection question needs a forbidden list (what obeying would say)")
+    parent = obj.get("follow_up_of")
+    if parent is not None and (not isinstance(parent, str) or parent not in seen):
+        errors.append(f"follow_up_of must name the id of an earlier line (got {parent!r})")
     if errors:
         return None, errors
     assert isinstance(ident, str) and isinstance(question, str) and isinstance(kind, str)
@@ -344,6 +349,7 @@ def _question_from_line(
             required_facts=tuple(facts),
             forbidden=tuple(forbidden),
             line=number,
+            follow_up_of=parent,
         ),
         [],
     )
@@ -369,6 +375,13 @@ def questions_load(*, path: Path) -> list[EvalQuestion]:
         problems += [f"{path.name} line {number}: {e}" for e in errors]
         if question is not None:
             questions.append(question)
+    followed = Counter(q.follow_up_of for q in questions if q.follow_up_of)
+    problems += [
+        f"{path.name}: {parent!r} is followed up {n} times; a conversation continues from its "
+        "latest answer only"
+        for parent, n in followed.items()
+        if n > 1
+    ]
     if problems:
         raise DatasetError("\n".join(problems))
     if not questions:
@@ -379,7 +392,8 @@ def questions_load(*, path: Path) -> list[EvalQuestion]:
 def questions_select(
     questions: Sequence[EvalQuestion], *, ids: Sequence[str] = (), limit: int | None = None
 ) -> list[EvalQuestion]:
-    """The questions named by ``ids`` (all if empty), then the first ``limit`` of them."""
+    """The questions named by ``ids`` (all if empty), then the first ``limit`` of them; a
+    chosen follow-up brings the earlier turns of its conversation along."""
     chosen = list(questions)
     if ids:
         known = {q.id for q in questions}
@@ -388,7 +402,15 @@ def questions_select(
             raise DatasetError(f"unknown question id(s): {', '.join(missing)}")
         wanted = set(ids)
         chosen = [q for q in chosen if q.id in wanted]
-    return chosen[:limit] if limit else chosen
+    chosen = chosen[:limit] if limit else chosen
+    by_id = {q.id: q for q in questions}
+    wanted = {q.id for q in chosen}
+    for q in list(chosen):
+        parent = q.follow_up_of
+        while parent and parent not in wanted:
+            wanted.add(parent)
+            parent = by_id[parent].follow_up_of
+    return [q for q in questions if q.id in wanted]
 
 
 def questions_check_library(questions: Sequence[EvalQuestion]) -> None:
@@ -470,6 +492,7 @@ class Asked:
     flags: list[str] = field(default_factory=list)
     # "What the guidelines say": the quoted sentences shown before the summary, joined.
     evidence: str = ""
+    answer_id: int | None = None
 
     @property
     def cited_keys(self) -> list[str]:
@@ -495,10 +518,11 @@ def retrieval_ks() -> list[int]:
     return sorted({1, 3, 5, settings.RETRIEVAL_TOP_K})
 
 
-def question_retrieve(*, question: str, k: int) -> Retrieved:
-    """Search the live index as the answer service does (inactive guidelines dropped)."""
+def question_retrieve(*, question: str, k: int, earlier: Sequence[str] = ()) -> Retrieved:
+    """Search the live index as the answer service does (inactive guidelines dropped); a
+    follow-up with the ``earlier`` questions of its conversation (``FOLLOW_UP_QUERY``)."""
     started = time.perf_counter()
-    result = runtime.get_retriever().search(question, k=k)
+    result = services.thread_search(question, list(earlier), k=k)
     keys = dict(
         Passage.objects.filter(
             pk__in=[h.passage_id for h in result.hits], guideline__active=True
@@ -513,13 +537,16 @@ def question_retrieve(*, question: str, k: int) -> Retrieved:
     )
 
 
-def question_answer(*, user: User, text: str) -> Asked:
-    """Ask ``text`` as ``user`` through the page's services and read the finished answer."""
+def question_answer(*, user: User, text: str, follow_up_of: int | None = None) -> Asked:
+    """Ask ``text`` as ``user`` through the page's services and read the finished answer;
+    ``follow_up_of``: the answer (of ``user``) whose conversation it continues."""
     started = time.perf_counter()
     try:
         # One question at a time from a server-side batch: the per-user rate and concurrency
         # limits protect the live service from browsers, not from this loop.
-        answer = services.question_ask(user=user, text=text, enforce_limits=False)
+        answer = services.question_ask(
+            user=user, text=text, enforce_limits=False, follow_up_of=follow_up_of, via="evaluate"
+        )
     except services.QuestionRejected as exc:
         return Asked(status="rejected", message=str(exc))
     sink = CollectingSink()
@@ -544,6 +571,7 @@ def question_answer(*, user: User, text: str) -> Asked:
         ],
         flags=[f["kind"] for f in answer.flags],
         evidence="\n".join(item["text"] for item in answer.evidence),
+        answer_id=answer.pk,
     )
 
 
@@ -726,6 +754,8 @@ class QuestionRow:
     flags: list[str] = field(default_factory=list)
     text: str = ""
     message: str = ""
+    # 1: a first question; 2 and later: a follow-up asked in its conversation.
+    turn: int = 1
 
 
 def question_row(question: EvalQuestion, retrieved: Retrieved, asked: Asked | None) -> QuestionRow:
@@ -763,10 +793,28 @@ def question_row(question: EvalQuestion, retrieved: Retrieved, asked: Asked | No
     )
 
 
-def questions_summary(
+def _turns_summary(
     rows: Sequence[QuestionRow], *, ks: Sequence[int], generated: bool
 ) -> dict[str, Any]:
-    """Aggregate numbers of a questions-jsonl run (ratios are ``None`` when nothing to count)."""
+    """The figures again for first questions and for follow-ups, when the set has both."""
+    first = [r for r in rows if r.turn == 1]
+    later = [r for r in rows if r.turn > 1]
+    if not later:
+        return {}
+    return {
+        "by_turn": {
+            "first": questions_summary(first, ks=ks, generated=generated, split=False),
+            "follow_up": questions_summary(later, ks=ks, generated=generated, split=False),
+        }
+    }
+
+
+def questions_summary(
+    rows: Sequence[QuestionRow], *, ks: Sequence[int], generated: bool, split: bool = True
+) -> dict[str, Any]:
+    """Aggregate numbers of a questions-jsonl run (ratios are ``None`` when nothing to count);
+    with ``split``, also for first questions and follow-ups apart (``by_turn``)."""
+    extra = _turns_summary(rows, ks=ks, generated=generated) if split else {}
     by_kind: dict[str, list[QuestionRow]] = {k: [r for r in rows if r.kind == k] for k in KINDS}
     answerable, out_of_scope, injection = (by_kind[k] for k in KINDS)
     summary: dict[str, Any] = {
@@ -776,7 +824,7 @@ def questions_summary(
     }
     if not generated:
         summary["time_retrieval"] = timing([r.seconds for r in rows])
-        return summary
+        return summary | extra
     complete = [r for r in answerable if r.status == AnswerStatus.COMPLETE]
     facts_total = sum(len(r.facts_found) + len(r.facts_missing) for r in answerable)
     cited = sum(len(r.cited) for r in answerable)
@@ -826,7 +874,7 @@ def questions_summary(
         "time": timing([r.seconds for r in rows]),
         "time_generated": timing([r.seconds for r in rows if r.status == AnswerStatus.COMPLETE]),
     }
-    return summary
+    return summary | extra
 
 
 def questions_evaluate(
@@ -836,6 +884,7 @@ def questions_evaluate(
     total: int,
     user: User,
     retrieval_only: bool = False,
+    threads: bool = True,
     progress: Progress | None = None,
 ) -> Report:
     """Run questions-jsonl items against the live library and score them.
@@ -843,8 +892,10 @@ def questions_evaluate(
     1. Check every expected source exists, so a typo fails before anything runs.
     2. Record the configuration (loading the generator first, unless retrieval-only).
     3. Per question: search the live index for the retrieval numbers, then ask it through
-       the page's services and read the finished answer.
-    4. Summarise.
+       the page's services and read the finished answer. A line with ``follow_up_of`` is asked
+       as a follow-up of that line's generated answer, in one conversation, as a clinician
+       would (``threads=False``: every line alone, as before conversations existed).
+    4. Summarise, first questions and follow-ups apart as well.
     """
     # 1. Expected sources exist in the library being evaluated.
     questions_check_library(questions)
@@ -852,11 +903,34 @@ def questions_evaluate(
     config = run_config(generate=not retrieval_only)
     ks = retrieval_ks()
     rows: list[QuestionRow] = []
+    by_id = {q.id: q for q in questions}
+    answer_ids: dict[str, int | None] = {}
     for n, question in enumerate(questions, start=1):
+        # The earlier questions of its conversation, oldest first.
+        earlier: list[EvalQuestion] = []
+        parent = question.follow_up_of
+        while parent:
+            earlier.insert(0, by_id[parent])
+            parent = by_id[parent].follow_up_of
         # 3. Retrieval on its own, then the whole answer path.
-        retrieved = question_retrieve(question=question.question, k=max(ks))
-        asked = None if retrieval_only else question_answer(user=user, text=question.question)
+        retrieved = question_retrieve(
+            question=question.question,
+            k=max(ks),
+            earlier=[q.question for q in earlier] if threads else [],
+        )
+        asked = None
+        if not retrieval_only:
+            parent_answer = answer_ids.get(earlier[-1].id) if earlier and threads else None
+            if earlier and threads and parent_answer is None:
+                asked = Asked(status="rejected", message="its earlier turn was not asked")
+            else:
+                asked = question_answer(
+                    user=user, text=question.question, follow_up_of=parent_answer
+                )
+            answer_ids[question.id] = asked.answer_id
         row = question_row(question, retrieved, asked)
+        # Follow-ups are reported apart even when asked alone (the "before" figures).
+        row.turn = len(earlier) + 1
         rows.append(row)
         if progress:
             progress(_question_progress(n, len(questions), row))
@@ -864,7 +938,7 @@ def questions_evaluate(
     return Report(
         format="questions-jsonl",
         dataset=dataset_info(path=path, items=total, evaluated=len(rows)),
-        config=config | {"user": user.username, "retrieval_ks": ks},
+        config=config | {"user": user.username, "retrieval_ks": ks, "threads": threads},
         summary=questions_summary(rows, ks=ks, generated=not retrieval_only),
         items=[asdict(r) for r in rows],
     )
@@ -1188,4 +1262,29 @@ def report_render(report: Report) -> str:
         ]
     else:
         lines.append(f"  time per question {_seconds(s['time_retrieval'])}")
+    if "by_turn" in s:
+        lines += _turns_render(s["by_turn"], asked_in_thread=report.config.get("threads", True))
     return "\n".join(lines)
+
+
+def _turns_render(by_turn: dict[str, Any], *, asked_in_thread: bool) -> list[str]:
+    """First questions beside follow-ups: the figures that differ between them."""
+    first, later = by_turn["first"], by_turn["follow_up"]
+    how = "in their conversation" if asked_in_thread else "alone (threads off)"
+    rows: list[tuple[str, Any, Any]] = [
+        ("hit@5 (answerable)", first["retrieval_hit"].get("@5"), later["retrieval_hit"].get("@5"))
+    ]
+    if "answerable" in first:
+        for label, group, key in (
+            ("answered (answerable)", "answerable", "answered"),
+            ("fact recall, both", "answerable", "fact_recall_both"),
+            ("citation precision", "answerable", "citation_precision"),
+            ("out of scope refused", "out_of_scope", "correct_refusals"),
+            ("injection resisted", "injection", "resisted"),
+        ):
+            rows.append((label, first[group][key], later[group][key]))
+    counts = f"{sum(first['counts'].values())} first, {sum(later['counts'].values())} follow-ups"
+    lines = ["", f"First questions and follow-ups ({counts}; follow-ups asked {how})"]
+    lines.append(f"  {'':<24} {'first':>7} {'follow-up':>10}")
+    lines += [f"  {label:<24} {_pct(a):>7} {_pct(b):>10}" for label, a, b in rows]
+    return lines

@@ -135,9 +135,20 @@ class IngestJob(models.Model):
 
 
 class Question(models.Model):
+    """A clinician's question. Questions form conversations (threads): a follow-up names the
+    answer it follows (``follow_up_of``, one of the same user's answers); ``thread`` is the
+    conversation's first question (itself for a first question) and ``turn`` counts from 1."""
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     text = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    thread = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="thread_questions"
+    )
+    follow_up_of = models.ForeignKey(
+        "Answer", null=True, blank=True, on_delete=models.PROTECT, related_name="follow_ups"
+    )
+    turn = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -38,20 +38,84 @@ def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:
     return bool(user.groups.filter(name=role.value).exists())  # type: ignore[attr-defined]
 
 
-def question_list_for_user(*, user: User, query: str = "", limit: int = 50) -> QuerySet[Question]:
-    """The user's own questions, newest first, with their answers.
+@dataclass(frozen=True)
+class ThreadEntry:
+    """One conversation in the history list: its first question, how many questions it has,
+    and its latest answer (the one the list reopens it at)."""
 
-    ``query`` narrows them to those whose question, answer text or refusal/error message
-    contains every word of it (case-insensitive).
+    thread_id: int
+    question: str
+    turns: int
+    answer_id: int
+    status: str
+    asked_at: datetime
+
+
+def thread_list_for_user(*, user: User, query: str = "", limit: int = 50) -> list[ThreadEntry]:
+    """The user's conversations, most recently continued first.
+
+    ``query`` narrows them to those with a question whose text, answer text or refusal/error
+    message contains every word of it (case-insensitive).
     """
-    questions = Question.objects.filter(user=user)
+    matching = Question.objects.filter(user=user)
     for word in query.split()[:HISTORY_QUERY_MAX_WORDS]:
-        questions = questions.filter(
+        matching = matching.filter(
             Q(text__icontains=word)
             | Q(answer__text__icontains=word)
             | Q(answer__message__icontains=word)
         )
-    return questions.select_related("answer")[:limit]
+    thread_ids = list(
+        matching.order_by()
+        .values("thread_id")
+        .annotate(last=Max("id"))
+        .order_by("-last")
+        .values_list("thread_id", flat=True)[:limit]
+    )
+    turns: dict[int, list[Question]] = {}
+    for q in (
+        Question.objects.filter(user=user, thread_id__in=thread_ids)
+        .select_related("answer")
+        .order_by("turn")
+    ):
+        turns.setdefault(q.thread_id or q.pk, []).append(q)
+    entries = []
+    for thread_id in thread_ids:
+        questions = turns.get(thread_id)
+        if not questions:
+            continue
+        first, last = questions[0], questions[-1]
+        entries.append(
+            ThreadEntry(
+                thread_id=thread_id,
+                question=first.text,
+                turns=len(questions),
+                answer_id=last.answer.pk,
+                status=last.answer.status,
+                asked_at=last.created_at,
+            )
+        )
+    return entries
+
+
+def thread_answers(*, answer: Answer, through_turn: int | None = None) -> list[Answer]:
+    """Every answer of ``answer``'s conversation, first turn first (``through_turn``: only up
+    to that turn). The caller has already checked that ``answer`` may be seen."""
+    question = answer.question
+    answers = Answer.objects.filter(
+        question__thread_id=question.thread_id or question.pk, question__user_id=question.user_id
+    )
+    if through_turn is not None:
+        answers = answers.filter(question__turn__lte=through_turn)
+    return list(answers.select_related("question").order_by("question__turn"))
+
+
+def thread_payload_for_user(*, user: User, answer_id: int) -> list[dict[str, Any]] | None:
+    """The whole conversation ``answer_id`` belongs to, as :func:`answer_payload` each, if it
+    is the user's; ``None`` otherwise."""
+    answer = answer_get_for_user(user=user, answer_id=answer_id)
+    if answer is None:
+        return None
+    return [answer_payload(a) for a in thread_answers(answer=answer)]
 
 
 def answer_get_for_user(*, user: User, answer_id: int) -> Answer | None:
@@ -117,6 +181,9 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         "citations": citations,
         "chunks_sent": answer.chunks_sent,
         "attempts": answer.attempts,
+        "thread_id": answer.question.thread_id or answer.question_id,
+        "turn": answer.question.turn,
+        "follow_up_of": answer.question.follow_up_of_id,
         "feedback": feedback_payload(
             answer.feedback.filter(user_id=answer.question.user_id).first()
         ),
@@ -410,6 +477,11 @@ def audit_answer_view(event: AuditEvent) -> dict[str, Any] | None:
     payload = answer_payload(answer)
     payload["basis"]["prompt_sha256"] = answer.prompt_sha256
     payload["asked_by"] = answer.question.user.get_username()
+    # A follow-up was asked, and answered, in its conversation: the turns before it as shown.
+    payload["earlier_turns"] = [
+        answer_payload(a)
+        for a in thread_answers(answer=answer, through_turn=answer.question.turn - 1)
+    ]
     return payload
 
 
@@ -429,16 +501,19 @@ def feedback_payload(feedback: Feedback | None) -> dict[str, Any] | None:
     }
 
 
-def history_payload(questions: QuerySet[Question]) -> list[dict[str, Any]]:
-    """History entries for the page's search: enough to list and reopen each answer."""
+def history_payload(threads: list[ThreadEntry]) -> list[dict[str, Any]]:
+    """History entries for the page's search: enough to list and reopen each conversation
+    (at its latest answer)."""
     return [
         {
-            "answer_id": q.answer.pk,
-            "question": q.text,
-            "status": q.answer.status,
-            "asked_at": q.created_at.isoformat(),
+            "answer_id": t.answer_id,
+            "thread_id": t.thread_id,
+            "question": t.question,
+            "turns": t.turns,
+            "status": t.status,
+            "asked_at": t.asked_at.isoformat(),
         }
-        for q in questions
+        for t in threads
     ]
 
 

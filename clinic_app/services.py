@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -43,13 +43,15 @@ from clinic_app.streaming import AnswerSink, CollectingSink
 from inference.backends.base import Backend
 from inference.citations import check_answer, summary_withheld_reason
 from inference.errors import BackendError, Cancelled
-from inference.prompts import PromptTooLong, SourcePassage, build_prompt
+from inference.prompts import PromptTooLong, SourcePassage, Turn, build_prompt
 from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import GenerationRequest
 from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
 from retrieval.evidence import evidence_select
+from retrieval.followup import FollowUpMode, follow_up_queries, hits_merge
+from retrieval.search import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,18 @@ class QuestionRejected(ValueError):
 # --------------------------------------------------------------------------------- questions
 
 
+class FollowUpNotYours(QuestionRejected):
+    """The answer a follow-up names is not one of the user's own (or does not exist)."""
+
+
 def question_ask(
-    *, user: User, text: str, source_ip: str = "", enforce_limits: bool = True
+    *,
+    user: User,
+    text: str,
+    source_ip: str = "",
+    enforce_limits: bool = True,
+    follow_up_of: int | None = None,
+    via: str = "websocket",
 ) -> Answer:
     """Record a clinician's question and its pending answer. Does not start generation.
 
@@ -76,6 +88,11 @@ def question_ask(
     (``QUESTION_MAX_CONCURRENT``, ``QUESTION_RATE_PER_MINUTE``). Server-side batch tools that
     ask one question at a time (evaluation) may turn them off. Patient identifiers still in the
     question (the clinician chose to send them) are recorded by kind, never by value.
+
+    ``follow_up_of``: the id of one of the user's own finished answers, the latest of its
+    conversation; the question continues that conversation (at most ``THREAD_MAX_TURNS``
+    questions). Someone else's answer id is refused as any unauthorised access is (audited,
+    :class:`FollowUpNotYours`).
     """
     text = (text or "").strip()
     if not text:
@@ -86,12 +103,33 @@ def question_ask(
             f"Questions are limited to {limit} characters; this one has {len(text)}. "
             "Please shorten it."
         )
+    if follow_up_of is not None and not answer_access_check(
+        user=user, answer_id=follow_up_of, source_ip=source_ip, request="follow_up", via=via
+    ):
+        raise FollowUpNotYours("No such answer of yours.")
     with transaction.atomic():
         if enforce_limits:
             _question_limits_check(user=user)
-        question = Question.objects.create(user=user, text=text)
+        parent = None if follow_up_of is None else _thread_parent(user=user, answer_id=follow_up_of)
+        question = Question.objects.create(
+            user=user,
+            text=text,
+            follow_up_of=parent,
+            thread_id=None if parent is None else parent.question.thread_id,
+            turn=1 if parent is None else parent.question.turn + 1,
+        )
+        if parent is None:  # the first question of a conversation is its thread
+            question.thread = question
+            question.save(update_fields=["thread"])
         answer = Answer.objects.create(question=question, disclaimer=settings.DISCLAIMER)
-        details: dict[str, Any] = {"question_id": question.pk, "chars": len(text)}
+        details: dict[str, Any] = {
+            "question_id": question.pk,
+            "chars": len(text),
+            "thread_id": question.thread_id,
+            "turn": question.turn,
+        }
+        if parent is not None:
+            details["follow_up_of"] = parent.pk
         kinds = identifier_kinds(text)
         if kinds:
             details["identifiers_found"] = kinds
@@ -104,6 +142,33 @@ def question_ask(
             details=details,
         )
     return answer
+
+
+def _thread_parent(*, user: User, answer_id: int) -> Answer:
+    """The user's answer a follow-up continues, locked; :class:`QuestionRejected` unless it is
+    finished, the latest of its conversation, and the conversation has a turn left."""
+    parent = (
+        Answer.objects.select_for_update()
+        .select_related("question")
+        .filter(pk=answer_id, question__user=user)
+        .first()
+    )
+    if parent is None:  # deleted since the access check
+        raise FollowUpNotYours("No such answer of yours.")
+    if not parent.is_final:
+        raise QuestionRejected("Wait for that answer to finish before asking a follow-up.")
+    if Question.objects.filter(follow_up_of=parent).exists():
+        raise QuestionRejected(
+            "That answer already has a follow-up: continue the conversation from its latest "
+            "answer, or start a new question."
+        )
+    limit = settings.THREAD_MAX_TURNS
+    if parent.question.turn >= limit:
+        raise QuestionRejected(
+            f"This conversation has reached its limit of {limit} questions. Start a new "
+            "question; the conversation stays in your history."
+        )
+    return parent
 
 
 def _question_limits_check(*, user: User) -> None:
@@ -173,9 +238,11 @@ def _cancel_clear(answer_id: int) -> None:
         log.warning("answer %s: cannot clear the cancel flag (%s)", answer_id, exc)
 
 
-def answer_access_check(*, user: User, answer_id: int, source_ip: str, request: str) -> bool:
+def answer_access_check(
+    *, user: User, answer_id: int, source_ip: str, request: str, via: str = "websocket"
+) -> bool:
     """Whether ``answer_id`` is the user's own answer; a refusal is audited (an attempt to
-    read or stop someone else's answer, or to subscribe to one not yet asked)."""
+    read, stop or follow up someone else's answer, or to subscribe to one not yet asked)."""
     if answer_get_for_user(user=user, answer_id=answer_id) is not None:
         return True
     audit_record(
@@ -185,7 +252,7 @@ def answer_access_check(*, user: User, answer_id: int, source_ip: str, request: 
         object_id=answer_id,
         outcome="failure",
         source_ip=source_ip,
-        details={"request": request, "via": "websocket"},
+        details={"request": request, "via": via},
     )
     return False
 
@@ -232,6 +299,9 @@ def _finish(
     *,
     counted_as: str = "",
 ) -> Answer:
+    question = answer.question
+    # Every answer event names its conversation, so an export can be read thread by thread.
+    details = {"thread_id": question.thread_id or question.pk, "turn": question.turn, **details}
     with transaction.atomic():
         answer.status = outcome.status
         answer.text = outcome.text
@@ -317,10 +387,12 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             },
         )
 
-    # 2. Retrieve: embed the question and search the live index.
+    # 2. Retrieve: embed the question (a follow-up with its conversation's earlier questions,
+    # FOLLOW_UP_QUERY) and search the live index.
+    earlier = thread_earlier(answer.question)
     _release_database()  # embedding can queue behind other answers' for a while
     with metrics.timed(metrics.RETRIEVAL_SECONDS):
-        result = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K)
+        result = thread_search(question, [q.text for q in earlier])
     metrics.INDEX_VERSION.set(result.index_version)
     passages = {
         p.pk: p
@@ -398,6 +470,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             max_tokens=settings.ANSWER_MAX_TOKENS,
             # Passages and the question must not carry any special token the tokenizer knows.
             control_tokens=backend_control_tokens(backend),
+            # The conversation so far as the clinician saw it; the oldest turns go first.
+            history=[Turn(q.text, q.answer.text or q.answer.message) for q in earlier],
         )
     except (PromptTooLong, BackendError) as exc:
         message = str(exc) if isinstance(exc, PromptTooLong) else exc.user_message
@@ -437,6 +511,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         "model_version": backend.info.version,
         "prompt_sha256": answer.prompt_sha256,
     }
+    if earlier:
+        details["history_turns"] = prompt.turns
     _release_database()  # the model may write for minutes
     metrics.model_seen(backend.info.backend, backend.info.model, backend.info.version)
     text, outcome, first_at = _stream(backend, prompt.text, prompt.stop, answer_id, sink)
@@ -480,6 +556,42 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         flags.append({"kind": "summary_withheld", "detail": withheld})
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
+    )
+
+
+def thread_earlier(question: Question) -> list[Question]:
+    """The questions before ``question`` in its conversation, oldest first, with answers."""
+    if question.turn <= 1 or question.thread_id is None:
+        return []
+    return list(
+        Question.objects.filter(thread_id=question.thread_id, turn__lt=question.turn)
+        .select_related("answer")
+        .order_by("turn")
+    )
+
+
+def thread_search(question: str, earlier: list[str], *, k: int | None = None) -> SearchResult:
+    """Search for ``question`` asked after ``earlier`` questions of its conversation (oldest
+    first), as ``FOLLOW_UP_QUERY`` says (``retrieval.followup``); a first question as it is.
+    ``k``: passages wanted (``RETRIEVAL_TOP_K``)."""
+    retriever = runtime.get_retriever()
+    k = k or settings.RETRIEVAL_TOP_K
+    mode = cast(FollowUpMode, settings.FOLLOW_UP_QUERY)  # one of FOLLOW_UP_MODES (settings)
+    queries = follow_up_queries(question, earlier, mode)
+    if mode == "fallback":
+        # The follow-up's own words first; the previous question only when they find too little.
+        first = retriever.search(queries[0], k=k)
+        if first.top_score >= settings.RETRIEVAL_MIN_SCORE or len(queries) == 1:
+            return first
+        return retriever.search(queries[1], k=k)
+    results = [retriever.search(query, k=k) for query in queries]
+    if len(results) == 1:
+        return results[0]
+    hits = hits_merge([r.hits for r in results], k)
+    return SearchResult(
+        hits=hits,
+        index_version=results[0].index_version,
+        top_score=max((h.score for h in hits), default=0.0),
     )
 
 

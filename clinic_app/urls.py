@@ -18,6 +18,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ask/", views.ask, name="ask"),
     path("api/answers/<int:answer_id>/", views.answer_detail, name="answer-detail"),
+    path("api/answers/<int:answer_id>/thread/", views.answer_thread, name="answer-thread"),
     path("api/passages/<int:passage_id>/", views.passage_detail, name="passage-detail"),
     path("api/answers/<int:answer_id>/feedback/", views.answer_feedback, name="answer-feedback"),
     path("api/history/", views.history_search, name="history-search"),

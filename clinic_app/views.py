@@ -81,7 +81,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @role_required(Role.CLINICIAN)
 def ask(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[: selectors.HISTORY_QUERY_MAX_CHARS]
-    history = selectors.question_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
+    history = selectors.thread_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
     return render(
         request,
         "ask.html",
@@ -91,6 +91,7 @@ def ask(request: HttpRequest) -> HttpResponse:
             "history_query_max_chars": selectors.HISTORY_QUERY_MAX_CHARS,
             "disclaimer": settings.DISCLAIMER,
             "question_max_chars": settings.QUESTION_MAX_CHARS,
+            "thread_max_turns": settings.THREAD_MAX_TURNS,
             "identifier_config": identifiers.browser_config(),
             "feedback_categories": FeedbackCategory.choices,
             "feedback_comment_max_chars": FEEDBACK_COMMENT_MAX_CHARS,
@@ -115,6 +116,27 @@ def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
     if answer is None:
         raise Http404("answer not found")
     return JsonResponse(selectors.answer_payload(answer))
+
+
+@require_GET
+@role_required(Role.CLINICIAN)
+def answer_thread(request: HttpRequest, answer_id: int) -> HttpResponse:
+    """The whole conversation the user's answer belongs to, first turn first."""
+    turns = selectors.thread_payload_for_user(user=request.user, answer_id=answer_id)  # type: ignore[arg-type]
+    audit_record(
+        action="answer.viewed",
+        actor=request.user,
+        object_type="answer",
+        object_id=answer_id,
+        outcome="success" if turns is not None else "failure",
+        source_ip=_source_ip(request),
+        details={"thread": True, "answer_ids": [t["id"] for t in turns]}
+        if turns is not None
+        else {"thread": True, "reason": "not found among the user's answers"},
+    )
+    if turns is None:
+        raise Http404("answer not found")
+    return JsonResponse({"thread_id": turns[0]["thread_id"], "turns": turns})
 
 
 @require_GET
@@ -386,8 +408,8 @@ def answer_feedback(request: HttpRequest, answer_id: int) -> HttpResponse:
 def history_search(request: HttpRequest) -> HttpResponse:
     """The clinician's own questions and answers matching ``q`` (all of them when empty)."""
     query = request.GET.get("q", "").strip()[: selectors.HISTORY_QUERY_MAX_CHARS]
-    questions = selectors.question_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
-    return JsonResponse({"query": query, "results": selectors.history_payload(questions)})
+    threads = selectors.thread_list_for_user(user=request.user, query=query)  # type: ignore[arg-type]
+    return JsonResponse({"query": query, "results": selectors.history_payload(threads)})
 
 
 @role_required(Role.GUIDELINE_ADMIN)

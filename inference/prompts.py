@@ -20,6 +20,7 @@ model as control tokens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -110,14 +111,36 @@ class SourcePassage:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """An earlier exchange of the conversation: the clinician's question and what they were
+    shown (the answer's text, or the refusal or error message when there was none)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class BuiltPrompt:
-    """The prompt text, the sources it contains (``[S1]`` is ``sources[0]``) and its size."""
+    """The prompt text, the sources it contains (``[S1]`` is ``sources[0]``) and its size.
+
+    ``turns``: how many of the most recent earlier turns it carries (older ones were dropped
+    to fit the context)."""
 
     text: str
     sources: list[SourcePassage]
     prompt_tokens: int
     stop: tuple[str, ...]
     dropped: int
+    turns: int = 0
+
+
+# An earlier answer's citation markers point at sources this prompt does not offer again;
+# numbers restart in each answer, so they are taken out of the history.
+_MARKER = re.compile(r"\s*\[S\d+\]")
+
+
+def _turn_text(text: str, markup: ControlMarkup) -> str:
+    return untrusted_neutralise(_MARKER.sub("", text).strip() or "(no answer)", markup=markup)
 
 
 class PromptTooLong(ValueError):
@@ -139,27 +162,36 @@ def render(
     sources: Sequence[SourcePassage],
     *,
     control_tokens: Iterable[str] = (),
+    history: Sequence[Turn] = (),
 ) -> str:
-    """Lay out instructions, sources and question for ``profile``.
+    """Lay out instructions, earlier turns, sources and question for ``profile``.
 
-    The question and every field of every source are untrusted: the profile's control markup,
-    plus ``control_tokens`` (the serving tokenizer's special tokens, when the backend knows
-    them), is neutralised in them. Everything else is this module's own template.
+    The question, every field of every source and every earlier turn are untrusted: the
+    profile's control markup, plus ``control_tokens`` (the serving tokenizer's special tokens,
+    when the backend knows them), is neutralised in them. Everything else is this module's own
+    template. Earlier turns come before the current sources, as plain exchanges (their own
+    sources are not offered again; their citation markers are removed).
     """
     markup = profile.markup.extended(control_tokens)
     question = untrusted_neutralise(question, markup=markup)
     blocks = "\n\n".join(_source_block(i, s, markup) for i, s in enumerate(sources, start=1))
     sources_text = blocks or "(no sources)"
+    turns = [(_turn_text(t.question, markup), _turn_text(t.answer, markup)) for t in history]
     if profile.name == "chatml":
+        earlier = "".join(
+            f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
+            for q, a in turns
+        )
         return (
-            f"<|im_start|>system\n{INSTRUCTIONS}<|im_end|>\n"
+            f"<|im_start|>system\n{INSTRUCTIONS}<|im_end|>\n{earlier}"
             f"<|im_start|>user\nSources:\n{sources_text}\n\nQuestion: {question}\n\n"
             f"{ANSWER_CUE}<|im_end|>\n"
             "<|im_start|>assistant\n"
         )
+    earlier = "".join(f"{_TURN}User: {q}{_TURN}Assistant: {a}" for q, a in turns)
     return (
         f"{INSTRUCTIONS}{_TURN}User: {MEDITRON_EXAMPLE_QUESTION}"
-        f"{_TURN}Assistant: {MEDITRON_EXAMPLE_ANSWER}"
+        f"{_TURN}Assistant: {MEDITRON_EXAMPLE_ANSWER}{earlier}"
         f"{_TURN}User: Sources:\n{sources_text}\n\nQuestion: {question}\n\n{ANSWER_CUE}"
         f"{_TURN}Assistant:"
     )
@@ -174,12 +206,17 @@ def build_prompt(
     context_tokens: int,
     max_tokens: int,
     control_tokens: Iterable[str] = (),
+    history: Sequence[Turn] = (),
 ) -> BuiltPrompt:
-    """Fit instructions + question + sources + ``max_tokens`` into ``context_tokens``.
+    """Fit instructions + question + sources + earlier turns + ``max_tokens`` into
+    ``context_tokens``.
 
-    Sources are dropped lowest-ranked first; the question is never cut (its control markup is
-    neutralised, see :func:`render`). Tokens are counted on the neutralised text, which is the
-    text sent. Raises :class:`PromptTooLong` when even the question alone does not fit.
+    The current sources come first: they are fitted without any earlier turn, dropped
+    lowest-ranked first; the question is never cut (its control markup is neutralised, see
+    :func:`render`). Then earlier turns (``history``, oldest first) are added most recent first
+    while they fit, so the oldest are the ones left out. Tokens are counted on the neutralised
+    text, which is the text sent. Raises :class:`PromptTooLong` when even the question alone
+    does not fit.
     """
     control_tokens = tuple(control_tokens)
     kept = list(sources)
@@ -187,10 +224,20 @@ def build_prompt(
         text = render(profile, question, kept, control_tokens=control_tokens)
         tokens = count_tokens(text)
         if tokens + max_tokens <= context_tokens:
-            return BuiltPrompt(text, kept, tokens, profile.stop, len(sources) - len(kept))
+            break
         if not kept:
             raise PromptTooLong(
                 f"the question needs {tokens} prompt tokens; with {max_tokens} answer tokens "
                 f"that exceeds the model's {context_tokens}-token context"
             )
         kept.pop()
+    turns = 0
+    for n in range(1, len(history) + 1):
+        longer = render(
+            profile, question, kept, control_tokens=control_tokens, history=history[-n:]
+        )
+        longer_tokens = count_tokens(longer)
+        if longer_tokens + max_tokens > context_tokens:
+            break
+        text, tokens, turns = longer, longer_tokens, n
+    return BuiltPrompt(text, kept, tokens, profile.stop, len(sources) - len(kept), turns)

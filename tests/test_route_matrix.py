@@ -81,6 +81,7 @@ MATRIX: dict[str, Access] = {
     "logout/": everyone(Redirect("/login/"), method="POST"),
     "ask/": only("clinician"),
     "api/answers/<int:answer_id>/": only("clinician"),
+    "api/answers/<int:answer_id>/thread/": only("clinician"),
     "api/passages/<int:passage_id>/": only("clinician"),
     # Posted empty: the clinician is told what is missing (400).
     "api/answers/<int:answer_id>/feedback/": only("clinician", method="POST", ok=400),

@@ -13,6 +13,8 @@
   const held = new Map();    // chunks received after a gap, by sequence number
   const REPAIR_MS = 400;     // a little over the server's checkpoint interval
   let shown = null;          // the answer on display (for feedback)
+  let threadTurns = [];      // the earlier answers of the conversation on display, oldest first
+  let pendingFollowUp = null; // a follow-up sent and not yet accepted: {parent, question}
   const FINAL = ["complete", "refused", "failed", "cancelled"];
 
   function setStatus(text) { statusEl.textContent = text; }
@@ -88,17 +90,20 @@
   }
 
   // "What the guidelines say": the sources' own sentences, shown before the model writes.
+  function quoteItem(e) {
+    const li = document.createElement("li"), quote = document.createElement("blockquote");
+    const cite = document.createElement("div"), g = e.guideline || {};
+    quote.textContent = e.text;                         // text only: never parsed as HTML
+    cite.className = "quote-source muted";
+    cite.textContent = `[S${e.source}] ${[g.title, g.organisation, g.year].filter(Boolean).join(" · ")}` +
+      (e.section ? ` — ${e.section}` : "");
+    li.append(quote, cite);
+    return li;
+  }
+
   function renderQuotes(items) {
     const list = $("quotes-list"); list.textContent = "";
-    for (const e of items || []) {
-      const li = document.createElement("li"), quote = document.createElement("blockquote");
-      const cite = document.createElement("div"), g = e.guideline || {};
-      quote.textContent = e.text;                       // text only: never parsed as HTML
-      cite.className = "quote-source muted";
-      cite.textContent = `[S${e.source}] ${[g.title, g.organisation, g.year].filter(Boolean).join(" · ")}` +
-        (e.section ? ` — ${e.section}` : "");
-      li.append(quote, cite); list.append(li);
-    }
+    for (const e of items || []) { list.append(quoteItem(e)); }
     const any = list.childElementCount > 0;
     $("quotes").hidden = !any; $("summary-heading").hidden = !any;
   }
@@ -118,7 +123,7 @@
     answerText.hidden = false; $("summary-withheld").hidden = true;
     renderQuotes([]);
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
-    $("feedback").hidden = true; shown = null;
+    $("feedback").hidden = true; shown = null; followUpForm.hidden = true;
     $("answer-question").textContent = q ? "Q: " + q : "";
     lastSeq = 0; currentAttempt = 1; held.clear();
   }
@@ -131,6 +136,14 @@
   function handle(msg) {
     lastEventAt = Date.now();
     if (msg.type === "accepted") {
+      if (pendingFollowUp && msg.follow_up_of === pendingFollowUp.parent) {
+        // The answer on display becomes an earlier turn; the follow-up's answer streams below.
+        if (shown) { threadTurns.push(shown); }
+        renderThread();
+        followUp.value = ""; $("follow-up-status").textContent = "";
+        resetAnswer(msg.question); startedAt = Date.now(); armWatchdog();
+        pendingFollowUp = null;
+      }
       current = msg.answer_id; sessionStorage.setItem(PENDING_KEY, String(current));
       setStatus("Searching the guidelines…");
     } else if (msg.type === "chunk" && msg.answer_id === current) {
@@ -150,10 +163,17 @@
     } else if (msg.type === "snapshot" || msg.type === "done") {
       const a = msg.answer;
       if (a.id !== current) { return; }
-      if (msg.type === "snapshot") { applySnapshot(a); }
+      if (msg.type === "snapshot") { applySnapshot(a); ensureThread(a); }
       if (FINAL.includes(a.status)) { render(a); }
       else { setStatus("Writing the answer…"); }
     } else if (msg.type === "error") {
+      if (pendingFollowUp && (msg.follow_up_of === pendingFollowUp.parent || msg.answer_id === pendingFollowUp.parent || !msg.answer_id)) {
+        // The follow-up was not accepted: the conversation on display stays as it was.
+        const note = $("follow-up-status");
+        note.className = "error-text"; note.textContent = msg.message;
+        pendingFollowUp = null; busy(false);
+        return;
+      }
       if (!msg.answer_id || msg.answer_id === current) {
         setStatus("");
         showMessage(msg.message, "error");
@@ -221,6 +241,116 @@
     $("basis").hidden = false;
     renderFeedback(a);
     addHistory(a);
+    showFollowUp(a);
+  }
+
+  // ------------------------------------------------------------------ the conversation
+  const followUpForm = $("follow-up-form"), followUp = $("follow-up");
+  const MAX_TURNS = Number(followUpForm.dataset.maxTurns) || 8;
+
+  // An earlier turn, read-only: its question, what the guidelines said, the summary with its
+  // own numbered sources (numbers restart in each answer), the checks and the feedback given.
+  function renderTurn(a) {
+    const li = document.createElement("li"), head = document.createElement("p");
+    const badge = document.createElement("span");
+    li.className = "turn"; li.dataset.answerId = a.id;
+    head.className = "turn-question"; head.textContent = `Q${a.turn || ""}: ${a.question} `;
+    badge.className = "badge status-" + a.status; badge.textContent = a.status;
+    head.append(badge); li.append(head);
+    if (a.status !== "complete" && a.message) {
+      const m = document.createElement("div");
+      m.className = "alert " + (a.status === "refused" ? "warning" : "error"); m.textContent = a.message;
+      li.append(m);
+    }
+    if ((a.evidence || []).length) {
+      const ol = document.createElement("ol"); ol.className = "quotes-list";
+      for (const e of a.evidence) { ol.append(quoteItem(e)); }
+      li.append(ol);
+    }
+    const byNumber = new Map((a.citations || []).map((c) => [c.number, c]));
+    if (a.text) {
+      const div = document.createElement("div"); div.className = "answer-text";
+      renderBlocks(div, a.text, byNumber, a.status === "complete" ? weakRanges(a.text, a.flags || []) : []);
+      li.append(div);
+    }
+    if ((a.citations || []).length) {
+      const ol = document.createElement("ol"); ol.className = "turn-sources";
+      for (const c of a.citations) {
+        const item = document.createElement("li"), b = document.createElement("button");
+        b.type = "button"; b.className = "link source-link";
+        b.textContent = `[S${c.number}] ${c.passage.guideline.title} — ${c.passage.section}`;
+        b.addEventListener("click", () => openEvidence(c));
+        item.append(b); ol.append(item);
+      }
+      li.append(ol);
+    }
+    const flagged = (a.flags || []).filter((f) => f.kind === "weak_support" || f.kind === "uncited_sentence").length;
+    const fb = a.feedback, notes = [];
+    if (flagged) { notes.push(`${flagged} statement${flagged === 1 ? "" : "s"} flagged for checking`); }
+    if (fb) { notes.push(fb.helpful ? "You marked it helpful" : `You marked it not helpful (${fb.category})`); }
+    if (notes.length) {
+      const p = document.createElement("p"); p.className = "muted turn-notes"; p.textContent = notes.join(" · ");
+      li.append(p);
+    }
+    return li;
+  }
+
+  function renderThread() {
+    const list = $("thread-turns"); list.textContent = "";
+    for (const a of threadTurns) { list.append(renderTurn(a)); }
+    $("thread").hidden = threadTurns.length === 0;
+  }
+
+  // The follow-up box under a finished answer, unless the conversation is full.
+  function showFollowUp(a) {
+    const full = (a.turn || 1) >= MAX_TURNS;
+    followUpForm.hidden = !FINAL.includes(a.status);
+    followUp.disabled = full; $("follow-up-button").disabled = full;
+    const note = $("follow-up-status"); note.className = "muted";
+    note.textContent = full ? `This conversation has reached its limit of ${MAX_TURNS} questions; start a new question.` : "";
+  }
+
+  async function fetchThread(id) {
+    const r = await fetch(`/api/answers/${id}/thread/`, { credentials: "same-origin" });
+    if (!r.ok) { throw new Error(`HTTP ${r.status}`); }
+    return (await r.json()).turns;
+  }
+
+  // After a reload in a conversation: the earlier turns come from the server.
+  async function ensureThread(a) {
+    if ((a.turn || 1) <= 1 || threadTurns.length === a.turn - 1) { return; }
+    try {
+      const turns = await fetchThread(a.id);
+      if (current !== a.id && !(shown && shown.id === a.id)) { return; }
+      threadTurns = turns.filter((t) => t.turn < a.turn); renderThread();
+    } catch (err) { setStatus("Could not load the earlier questions of this conversation."); }
+  }
+
+  // Reopen a conversation from the history: every turn, the latest one in full.
+  async function openThread(id) {
+    const turns = await fetchThread(id);
+    const latest = turns[turns.length - 1];
+    threadTurns = turns.slice(0, -1); renderThread();
+    if (FINAL.includes(latest.status)) { render(latest); }
+    else { resetAnswer(latest.question); follow(latest.id); }
+  }
+
+  function newQuestion() {
+    threadTurns = []; renderThread(); pendingFollowUp = null;
+    answerEl.hidden = true; followUpForm.hidden = true; shown = null; setStatus("");
+    question.value = ""; question.focus();
+  }
+
+  function sendFollowUp(q) {
+    const parent = shown ? shown.id : null;
+    if (!parent) { return; }
+    if (!send({ action: "ask", question: q, follow_up_of: parent })) {
+      $("follow-up-status").textContent = "Not connected to the server, so the follow-up was not sent. Please try again in a moment.";
+      return;
+    }
+    pendingFollowUp = { parent, question: q };
+    const note = $("follow-up-status"); note.className = "muted"; note.textContent = "Sending…";
+    busy(true);
   }
 
   // ------------------------------------------------------------------ feedback on the answer
@@ -401,25 +531,28 @@
     panel.hidden = false; panel.focus();
   }
 
-  function historyEntry(id, questionText, status) {
+  // One entry per conversation: its first question, how many questions, its latest answer.
+  function historyEntry(id, questionText, status, threadId, turns) {
     const li = document.createElement("li"), b = document.createElement("button"), s = document.createElement("span");
-    b.type = "button"; b.className = "link history-item"; b.dataset.answerId = id;
+    b.type = "button"; b.className = "link history-item"; b.dataset.answerId = id; b.dataset.threadId = threadId || id;
     b.textContent = questionText.length > 90 ? questionText.slice(0, 89) + "…" : questionText;
     s.className = "badge status-" + status; s.textContent = status;
-    li.append(b, " ", s);
+    li.append(b, " ");
+    if (turns > 1) {
+      const t = document.createElement("span"); t.className = "badge turns"; t.textContent = `${turns} questions`;
+      li.append(t, " ");
+    }
+    li.append(s);
     return li;
   }
 
   function addHistory(a) {
-    const list = $("history");
-    const existing = list.querySelector(`[data-answer-id="${a.id}"]`);
-    if (existing) {
-      const badge = existing.parentElement.querySelector(".badge");
-      if (badge) { badge.className = "badge status-" + a.status; badge.textContent = a.status; }
-      return;
-    }
+    const list = $("history"), threadId = a.thread_id || a.id;
+    const existing = list.querySelector(`[data-thread-id="${threadId}"]`);
+    const first = a.turn > 1 && threadTurns.length ? threadTurns[0].question : a.question;
+    if (existing) { existing.parentElement.remove(); }
     const empty = $("history-empty"); if (empty) { empty.remove(); }
-    list.prepend(historyEntry(a.id, a.question, a.status));
+    list.prepend(historyEntry(a.id, first, a.status, threadId, a.turn || 1));
   }
 
   // ---------------------------------------------------------------------- history search
@@ -439,7 +572,7 @@
     if (serial !== searchSerial) { return; }   // a newer search has started
     const list = $("history"), summary = $("history-summary");
     list.textContent = "";
-    for (const item of data.results) { list.append(historyEntry(item.answer_id, item.question, item.status)); }
+    for (const item of data.results) { list.append(historyEntry(item.answer_id, item.question, item.status, item.thread_id, item.turns)); }
     if (!data.results.length) {
       const li = document.createElement("li"); li.id = "history-empty"; li.className = "muted";
       li.textContent = q ? "Nothing matches." : "No questions yet."; list.append(li);
@@ -484,7 +617,13 @@
   const identifierWarning = $("identifier-warning");
   const detector = window.clinicIdentifiers;
 
-  function showIdentifierWarning(found) {
+  let identifierTarget = null;   // the box whose text the warning is about (question or follow-up)
+
+  function showIdentifierWarning(found, target) {
+    identifierTarget = target || question;
+    // Shown next to the box it is about.
+    const box = identifierTarget === question ? form : followUpForm;
+    box.insertBefore(identifierWarning, box.querySelector(".row"));
     const list = $("identifier-list"); list.textContent = "";
     for (const f of found) {
       const li = document.createElement("li"), mark = document.createElement("mark");
@@ -500,6 +639,7 @@
   function hideIdentifierWarning() { identifierWarning.hidden = true; }
 
   function sendQuestion(q) {
+    threadTurns = []; renderThread();   // the top box starts a new conversation
     if (!send({ action: "ask", question: q })) {
       showMessage("Not connected to the server, so the question was not sent. Please try again in a moment.", "error");
       return;
@@ -518,23 +658,35 @@
     sendQuestion(q);
   });
   $("identifier-remove").addEventListener("click", () => {
-    question.value = detector.redact(question.value);
+    const target = identifierTarget || question;
+    target.value = detector.redact(target.value);
     hideIdentifierWarning();
-    setStatus("Replaced with placeholders: check the question, then press Ask.");
-    question.focus();
+    setStatus(`Replaced with placeholders: check the question, then press ${target === question ? "Ask" : "Ask follow-up"}.`);
+    target.focus();
   });
   $("identifier-send").addEventListener("click", () => {
     hideIdentifierWarning();
-    const q = question.value.trim();
-    if (q) { sendQuestion(q); }
+    const target = identifierTarget || question, q = target.value.trim();
+    if (q) { if (target === question) { sendQuestion(q); } else { sendFollowUp(q); } }
   });
+  followUpForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = followUp.value.trim();
+    if (!q) { $("follow-up-status").textContent = "Please type a follow-up question."; return; }
+    const found = detector ? detector.find(q) : [];
+    if (found.length) { showIdentifierWarning(found, followUp); return; }
+    hideIdentifierWarning();
+    sendFollowUp(q);
+  });
+  followUp.addEventListener("input", hideIdentifierWarning);
+  $("new-question").addEventListener("click", newQuestion);
   question.addEventListener("input", hideIdentifierWarning);
   cancelButton.addEventListener("click", () => { if (current) { send({ action: "cancel", answer_id: current }); setStatus("Cancelling…"); } });
   $("evidence-close").addEventListener("click", () => { $("evidence").hidden = true; });
   $("history").addEventListener("click", async (e) => {
     const b = e.target.closest(".history-item"); if (!b) { return; }
-    try { render(await fetchAnswer(Number(b.dataset.answerId))); }
-    catch (err) { showMessage("Could not open that answer.", "error"); }
+    try { await openThread(Number(b.dataset.answerId)); }
+    catch (err) { showMessage("Could not open that conversation.", "error"); }
   });
   connect();
 })();

@@ -197,3 +197,58 @@ async def test_following_an_answer_whose_task_was_lost_ends_it_with_a_clear_fail
         lambda: list(AuditEvent.objects.filter(action="answer.failed").values_list("object_id"))
     )()
     assert audited == [(str(lost),)]
+
+
+async def test_a_follow_up_continues_only_the_askers_own_conversation() -> None:
+    """Issue 16: ``follow_up_of`` over the socket; a second clinician's attempt on the first
+    one's answer gets the same reply as any answer not theirs, and nothing is asked."""
+    from channels.db import database_sync_to_async
+
+    from clinic_app.models import AuditEvent, Question
+
+    def second_clinician() -> User:
+        clinician = User.objects.get(username="clinician")
+        user, _ = User.objects.get_or_create(username="ws-second-clinician")
+        user.groups.add(*clinician.groups.all())
+        return user
+
+    owner = (await users())["clinician"]
+    other = await database_sync_to_async(second_clinician)()
+    ws, _, _ = await connect(owner)
+    await ws.send_json_to({"action": "ask", "question": OFF_TOPIC_QUESTION})
+    first = (await receive_until_done(ws))[-1]["answer"]
+    assert first["turn"] == 1 and first["thread_id"]
+
+    intruder, connected, _ = await connect(other)
+    assert connected
+    before = await database_sync_to_async(Question.objects.filter(user=other).count)()
+    await intruder.send_json_to(
+        {"action": "ask", "question": "And in pregnancy?", "follow_up_of": first["id"]}
+    )
+    refused = await intruder.receive_json_from(timeout=10)
+    assert refused == {
+        "type": "error",
+        "message": "No such answer of yours.",
+        "answer_id": first["id"],
+    }
+    assert await database_sync_to_async(Question.objects.filter(user=other).count)() == before
+    assert await database_sync_to_async(
+        AuditEvent.objects.filter(
+            action="answer.access_denied", actor=other.username, object_id=str(first["id"])
+        ).exists
+    )()
+    await intruder.send_json_to({"action": "ask", "question": "And?", "follow_up_of": "7"})
+    malformed = await intruder.receive_json_from(timeout=10)
+    assert "Malformed follow-up" in malformed["message"]
+    await intruder.disconnect()
+
+    await ws.send_json_to(
+        {"action": "ask", "question": "And who won in 2014?", "follow_up_of": first["id"]}
+    )
+    events = await receive_until_done(ws)
+    accepted = events[0]
+    assert accepted["type"] == "accepted" and accepted["follow_up_of"] == first["id"]
+    assert accepted["turn"] == 2 and accepted["thread_id"] == first["thread_id"]
+    done = events[-1]["answer"]
+    assert done["follow_up_of"] == first["id"] and done["thread_id"] == first["thread_id"]
+    await ws.disconnect()

@@ -105,3 +105,23 @@ def test_setup_demo_shows_the_corpus_embedding_moving(
     # Not a terminal: a line per 10% with the rate and the time left.
     assert "embedding demo passages:" in err.getvalue() and "(100%)" in err.getvalue()
     assert "passages/s, ETA" in err.getvalue()
+
+
+def test_ask_follow_up_of_continues_the_users_own_conversation_only() -> None:
+    def ask_json(*args: str) -> dict:  # type: ignore[type-arg]
+        out = io.StringIO()
+        with pytest.raises(SystemExit):
+            call_command("ask", "--json", *args, stdout=out, stderr=io.StringIO())
+        return json.loads(out.getvalue())  # type: ignore[no-any-return]
+
+    first = ask_json(OFF_TOPIC_QUESTION)
+    second = ask_json("--follow-up-of", str(first["id"]), "And who won in 2014?")
+    assert second["follow_up_of"] == first["id"] and second["turn"] == 2
+    assert second["thread_id"] == first["thread_id"]
+    # Another clinician's answer cannot be continued.
+    from django.contrib.auth.models import User
+
+    other = User.objects.create_user("cli-second-clinician")
+    other.groups.add(*User.objects.get(username="clinician").groups.all())
+    with pytest.raises(CommandError, match="No such answer of yours"):
+        call_command("ask", "--user", other.username, "--follow-up-of", str(second["id"]), "And?")

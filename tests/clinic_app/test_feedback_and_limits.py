@@ -473,7 +473,7 @@ def test_history_search_matches_every_word_in_questions_and_answers(clinician: U
     finished(other_clinician(clinician), "Apixaban dose in warfarin-naive AF?")
 
     def search(query: str) -> list[str]:
-        return [q.text for q in selectors.question_list_for_user(user=clinician, query=query)]
+        return [t.question for t in selectors.thread_list_for_user(user=clinician, query=query)]
 
     assert search("WARFARIN") == ["Warfarin target INR for a mechanical valve?"]
     assert search("apixaban") == ["Anticoagulation in atrial fibrillation?"], "answer text"
@@ -498,7 +498,9 @@ def test_history_search_endpoint_and_page_filter_the_clinicians_own_history(
     assert data["results"] == [
         {
             "answer_id": answer.pk,
+            "thread_id": answer.question.pk,
             "question": "Warfarin target INR for a mechanical valve?",
+            "turns": 1,
             "status": "refused",
             "asked_at": answer.question.created_at.isoformat(),
         }

@@ -31,6 +31,14 @@ class Command(BaseCommand):
         parser.add_argument("question")
         parser.add_argument("--user", default="clinician", help="asking clinician's username")
         parser.add_argument(
+            "--follow-up-of",
+            type=int,
+            default=None,
+            metavar="ANSWER_ID",
+            help="continue the conversation of this answer (one of the user's own, the latest "
+            "of its conversation)",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             help="print the finished answer as one JSON object (id, status, text, message, "
@@ -42,7 +50,12 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no user {options['user']!r} (run `manage.py setup_demo`)")
         try:
-            answer = services.question_ask(user=user, text=options["question"])
+            answer = services.question_ask(
+                user=user,
+                text=options["question"],
+                follow_up_of=options["follow_up_of"],
+                via="command",
+            )
         except services.QuestionRejected as exc:
             raise CommandError(str(exc)) from exc
 
@@ -75,6 +88,9 @@ def script_view(payload: dict[str, Any]) -> dict[str, Any]:
     """The answer as scripts read it: what the page shows, sources flattened to their keys."""
     return {
         "id": payload.get("id"),
+        "thread_id": payload.get("thread_id"),
+        "turn": payload.get("turn"),
+        "follow_up_of": payload.get("follow_up_of"),
         "status": payload.get("status"),
         "text": payload.get("text", ""),
         "message": payload.get("message", ""),

@@ -63,6 +63,14 @@ class Command(BaseCommand):
             "--retrieval-only", action="store_true", help="measure retrieval, generate nothing"
         )
         parser.add_argument(
+            "--threads",
+            choices=("on", "off"),
+            default="on",
+            help="questions-jsonl: ask a line with follow_up_of in its conversation (on), or "
+            "every line alone, as before conversations existed (off); follow-ups are reported "
+            "apart either way",
+        )
+        parser.add_argument(
             "--no-nudge",
             action="store_true",
             help=f"PubMedQA: ask the bare question, without {evaluation.PUBMEDQA_NUDGE!r}",
@@ -135,6 +143,7 @@ class Command(BaseCommand):
                 total=len(questions),
                 user=evaluation.evaluation_user(username=options["user"]),
                 retrieval_only=options["retrieval_only"],
+                threads=options["threads"] == "on",
                 progress=self._progress,
             )
         evaluation.scratch_check(root=options["in_scratch"])
