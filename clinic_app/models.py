@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -155,6 +157,13 @@ class Question(models.Model):
 
     def __str__(self) -> str:
         return f"question {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A question saved without a thread is the first turn of its own conversation."""
+        super().save(*args, **kwargs)
+        if self.thread_id is None:
+            self.thread_id = self.pk
+            type(self).objects.filter(pk=self.pk).update(thread_id=self.pk)
 
 
 class AnswerStatus(models.TextChoices):

@@ -118,9 +118,6 @@ def question_ask(
             thread_id=None if parent is None else parent.question.thread_id,
             turn=1 if parent is None else parent.question.turn + 1,
         )
-        if parent is None:  # the first question of a conversation is its thread
-            question.thread = question
-            question.save(update_fields=["thread"])
         answer = Answer.objects.create(question=question, disclaimer=settings.DISCLAIMER)
         details: dict[str, Any] = {
             "question_id": question.pk,

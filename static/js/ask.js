@@ -623,7 +623,7 @@
     identifierTarget = target || question;
     // Shown next to the box it is about.
     const box = identifierTarget === question ? form : followUpForm;
-    box.insertBefore(identifierWarning, box.querySelector(".row"));
+    box.insertBefore(identifierWarning, box.querySelector(":scope > .row"));
     const list = $("identifier-list"); list.textContent = "";
     for (const f of found) {
       const li = document.createElement("li"), mark = document.createElement("mark");
