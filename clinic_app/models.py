@@ -209,6 +209,9 @@ class Answer(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Milliseconds from the worker starting the answer to the model's first token (none when
+    # the model was not called): the quality page's time-to-first-token over time.
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"answer {self.pk} ({self.status})"

@@ -17,16 +17,19 @@ from clinic_app.selectors import user_has_role
 View = Callable[..., HttpResponseBase]
 
 
-def role_required(role: Role) -> Callable[[View], View]:
-    """Anonymous users go to the login page; signed-in users without ``role`` get a 403 page."""
+def role_required(role: Role, *also: Role) -> Callable[[View], View]:
+    """Anonymous users go to the login page; signed-in users with none of the roles (``role``
+    or any of ``also``) get a 403 page."""
+    roles = (role, *also)
 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if not user_has_role(request.user, role):
-                return render(request, "403.html", {"role": role.label}, status=403)
+            if not any(user_has_role(request.user, r) for r in roles):
+                label = " or ".join(str(r.label) for r in roles)
+                return render(request, "403.html", {"role": label}, status=403)
             return view(request, *args, **kwargs)
 
         return wrapper

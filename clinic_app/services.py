@@ -517,6 +517,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     details["latency_ms"] = int((ended - started) * 1000)
     if first_at is not None:
         metrics.FIRST_TOKEN.observe(first_at - started)
+        # Kept with the answer for the quality page's time-to-first-token over time.
+        answer.first_token_ms = details["first_token_ms"] = round((first_at - started) * 1000)
     if outcome is not None:
         outcome.text = text
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})

@@ -241,6 +241,11 @@ EVIDENCE_MAX_ITEMS = env_int("EVIDENCE_MAX_ITEMS", 3, minimum=1)
 SUMMARY_WITHHOLD_SHARE = env_float("SUMMARY_WITHHOLD_SHARE", 0.5)
 if not 0.0 <= SUMMARY_WITHHOLD_SHARE <= 1.0:
     raise SettingError(f"SUMMARY_WITHHOLD_SHARE={SUMMARY_WITHHOLD_SHARE}: use a share from 0 to 1")
+# Quality page: a recorded evaluation figure that moved this much (an absolute share, 0.05 = five
+# points) the wrong way since the previous run on the same dataset is highlighted as a drop.
+QUALITY_DROP_THRESHOLD = env_float("QUALITY_DROP_THRESHOLD", 0.05)
+if not 0.0 <= QUALITY_DROP_THRESHOLD <= 1.0:
+    raise SettingError(f"QUALITY_DROP_THRESHOLD={QUALITY_DROP_THRESHOLD}: use a share from 0 to 1")
 QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 1000, minimum=20)
 # Per clinician: answers pending or streaming at once, and questions per rolling minute (counted
 # in the database, so the limit holds across server processes). 0: no limit.

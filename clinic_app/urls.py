@@ -28,6 +28,7 @@ urlpatterns = [
         views.feedback_mark_reviewed,
         name="feedback-review",
     ),
+    path("quality/", views.quality_page, name="quality"),
     path("guidelines/", guideline_views.guidelines, name="guidelines"),
     path("guidelines/upload/", guideline_views.upload, name="guidelines-upload"),
     path("guidelines/jobs/<int:job_id>/", guideline_views.ingest_job, name="ingest-job"),

@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic_app import audit_export, identifiers, metrics, selectors, services
+from clinic_app import audit_export, identifiers, metrics, quality, selectors, services
 from clinic_app.audit import audit_record, audit_verify, default_checkpoint_files
 from clinic_app.client_ip import client_ip
 from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
@@ -436,6 +436,32 @@ def feedback_queue(request: HttpRequest) -> HttpResponse:
         request,
         "feedback_queue.html",
         {"page": page, "include_reviewed": include_reviewed},
+    )
+
+
+@role_required(Role.GUIDELINE_ADMIN, Role.AUDITOR)
+@require_GET
+def quality_page(request: HttpRequest) -> HttpResponse:
+    """Answers over time and recorded evaluations compared, for guideline admins and auditors
+    (read-only; aggregates only, no question text)."""
+    try:
+        window = int(request.GET.get("days", quality.DEFAULT_WINDOW))
+    except ValueError:
+        window = quality.DEFAULT_WINDOW
+    if window not in quality.WINDOWS:
+        window = quality.DEFAULT_WINDOW
+    trends = quality.quality_trends(window_days=window, configuration=request.GET.get("config", ""))
+    return render(
+        request,
+        "quality.html",
+        {
+            "trends": trends,
+            "chart_data": trends.to_json(),
+            "windows": quality.WINDOWS,
+            "window": window,
+            "tables": quality.evaluation_comparison(threshold=settings.QUALITY_DROP_THRESHOLD),
+            "threshold": settings.QUALITY_DROP_THRESHOLD,
+        },
     )
 
 

@@ -52,9 +52,14 @@ class Access:
 
 def only(role: str, *, method: str = "GET", ok: Expected = 200) -> Access:
     """Open to ``role`` alone: anonymous users sign in first, everyone else gets 403."""
+    return roles(role, method=method, ok=ok)
+
+
+def roles(*allowed: str, method: str = "GET", ok: Expected = 200) -> Access:
+    """Open to any of ``allowed``: anonymous users sign in first, everyone else gets 403."""
     expect: dict[str, Expected] = {ANON: LOGIN}
-    expect.update({user: ok if user == role else 403 for user in USERS})
-    return Access(method, expect, other_method=405 if method == "POST" else None, allowed=(role,))
+    expect.update({user: ok if user in allowed else 403 for user in USERS})
+    return Access(method, expect, other_method=405 if method == "POST" else None, allowed=allowed)
 
 
 def everyone(expected: Expected, *, method: str = "GET") -> Access:
@@ -104,6 +109,8 @@ MATRIX: dict[str, Access] = {
     "guidelines/<int:guideline_id>/<slug:action>/": only(
         "guideline-admin", method="POST", ok=Redirect("/guidelines/")
     ),
+    # Aggregates only (no question text): admins watch quality, auditors read it.
+    "quality/": roles("guideline-admin", "auditor"),
     "audit/": only("auditor"),
     "audit/events/<int:seq>/": only("auditor"),
     "audit/export.csv": only("auditor"),

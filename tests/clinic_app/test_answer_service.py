@@ -43,6 +43,7 @@ def test_off_topic_question_is_refused_without_calling_the_model(clinician: User
     assert answer.status == AnswerStatus.REFUSED
     assert "No sufficiently relevant passage" in answer.message
     assert answer.backend == "" and answer.prompt_sha256 == ""  # the model was never prompted
+    assert answer.first_token_ms is None
     assert sink.chunks == []
     assert sink.final is not None and sink.final["status"] == "refused"
     assert AuditEvent.objects.filter(action="answer.refused", object_id=str(answer.pk)).exists()
@@ -62,6 +63,9 @@ def test_answerable_question_streams_in_increments_and_persists_with_citations(
     assert sink.final is not None and sink.final["basis"]["model"] == answer.model_name
     event = AuditEvent.objects.get(action="answer.complete", object_id=str(answer.pk))
     assert event.details["passage_ids"] == [c.passage_id for c in citations]
+    # Kept for the quality page's time to first token, and on the record.
+    assert answer.first_token_ms is not None and answer.first_token_ms > 0
+    assert event.details["first_token_ms"] == answer.first_token_ms
 
 
 def test_a_finished_answer_is_not_generated_twice(clinician: User) -> None:

@@ -65,7 +65,12 @@ def tablet_page(browser: Browser, e2e_server: live.Server) -> Any:
 
 @pytest.mark.parametrize(
     ("username", "path"),
-    [("clinician", "/ask/"), ("guideline-admin", "/guidelines/"), ("auditor", "/audit/")],
+    [
+        ("clinician", "/ask/"),
+        ("guideline-admin", "/guidelines/"),
+        ("auditor", "/audit/"),
+        ("guideline-admin", "/quality/"),
+    ],
 )
 def test_main_pages_are_labelled_readable_and_fit_a_tablet(
     tablet_page: Page, demo_password: str, screenshots, username: str, path: str
@@ -74,7 +79,8 @@ def test_main_pages_are_labelled_readable_and_fit_a_tablet(
     sign_in(page, username, demo_password)
     page.goto(path)
     report = page.evaluate(AUDIT_PAGE)
-    page.screenshot(path=screenshots / f"tablet-{username}.png", full_page=True)
+    name = username if path != "/quality/" else f"{username}-quality"
+    page.screenshot(path=screenshots / f"tablet-{name}.png", full_page=True)
     assert report["unlabelled"] == [], report["unlabelled"]
     assert report["nameless"] == [], report["nameless"]
     assert report["lowContrast"] == [], report["lowContrast"]
