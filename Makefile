@@ -7,6 +7,7 @@ VENV      := .venv
 VPY       := $(VENV)/bin/python
 VAR       := var
 REQ_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt requirements-engine.txt 2>/dev/null | sha256sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-12)
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
 BENCH     ?=
@@ -35,6 +36,12 @@ $(REQ_STAMP): requirements.txt requirements-data.txt requirements-engine.txt
 	$(VPY) -m pip install -q -r requirements.txt
 	$(VPY) -m pip install -q --no-deps -r requirements-data.txt
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Tests, lint and types (requirements-dev.txt) on top of the runtime: for test, check, format.
+$(DEV_STAMP): $(REQ_STAMP) requirements-dev.txt
+	@echo "==> Test, lint and type-check tools into $(VENV)"
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.dev-* && touch $@
 
 # llama.cpp, the embedded model's CPU engine, built for this CPU once per machine (cached).
 # `make run` builds it in the background (ENGINE_BUILD=--background) and serves meanwhile.
@@ -88,18 +95,18 @@ run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DATABASE_URL)
 	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1
 
-test: models vllm browser monitoring ## Run the whole test suite (unit, integration, browser)
+test: $(DEV_STAMP) models vllm browser monitoring ## Run the whole test suite (unit, integration, browser)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-test-fast: models ## Unit and service tests only (no browser, no live servers)
+test-fast: $(DEV_STAMP) models ## Unit, service and security tests (no browser, no integration stack)
 	$(VPY) -m pytest -m "not e2e and not integration" $(PYTEST_ARGS)
 
-check: install $(VAR)/secret_key ## ruff format check, ruff lint, mypy
+check: $(DEV_STAMP) install $(VAR)/secret_key ## ruff format check, ruff lint, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-format: install ## Format and auto-fix lint
+format: $(DEV_STAMP) ## Format and auto-fix lint
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: machine load readings and result rows (DESIGN.md format)."""
+"""Helpers shared by the benchmarks: machine load readings and result rows (the format of
+docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Run every benchmark (or the one named) and collect their JSON results in bench/results/.
 
 Each benchmark is a script ``bench/<name>.py`` that writes ``bench/results/<name>.json`` in the
-format of DESIGN.md (candidate, same-run baseline, ratio, target). ``--quick`` is passed through.
+format of docs/benchmarks.md (candidate, same-run baseline, ratio, target). ``--quick`` is
+passed through.
 """
 
 from __future__ import annotations

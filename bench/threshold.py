@@ -18,8 +18,8 @@ For thresholds 0.20..0.70 (step 0.05) and the configured one it reports the shar
 refused (false refusals) and the shares of B and of off-topic questions accepted, against the
 trivial rule "never refuse" scored in the same run. It also reports the threshold that
 maximises Youden's J (accepted share of A minus accepted share of B) for reference only: it is
-not applied, the data set is not the deployment corpus (DESIGN.md: do not tune thresholds to a
-particular number).
+not applied, the data set is not the deployment corpus (tuning a threshold to one
+data set would overfit it).
 
 Second, the project's own question sets over the demo library (``OWN_SETS``; needs
 ``make setup``): for the same thresholds, the share of answerable and of out-of-scope questions

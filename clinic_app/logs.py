@@ -5,7 +5,7 @@ from :class:`RequestIdMiddleware`, echoed in the ``X-Request-ID`` response heade
 ``answer_id`` (while an answer is generated, in a worker or an in-process thread) and ``job_id``
 (while an upload job is ingested). ``LOG_FORMAT=json`` writes them as fields beside the time,
 level, logger and message, so a log pipeline can follow one answer across the web process and
-the workers. Log messages carry ids, never question or answer text (see the README); this
+the workers. Log messages carry ids, never question or answer text (see docs/audit.md); this
 module adds nothing but ids.
 """
 

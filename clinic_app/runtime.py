@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def configure_threads() -> dict[str, int]:
-    """Set FAISS and torch thread counts deliberately (see DESIGN.md) and log them."""
+    """Set FAISS and torch thread counts deliberately (settings ``FAISS_THREADS`` and
+    ``TORCH_THREADS``; docs/settings.md) and log them."""
     faiss_threads = settings.FAISS_THREADS
     set_faiss_threads(faiss_threads)
     torch_threads = settings.TORCH_THREADS or max(1, (os.cpu_count() or 2))

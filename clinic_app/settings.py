@@ -1,4 +1,4 @@
-"""Django settings. Every value comes from the environment (see `.env.example` and README)."""
+"""Django settings. Every value comes from the environment (`.env.example`, docs/settings.md)."""
 
 from __future__ import annotations
 

@@ -21,13 +21,46 @@ SETTINGS_READ = sorted(
 )
 
 
-def test_every_setting_is_listed_in_env_example_and_readme() -> None:
+def _env_example_names() -> set[str]:
     example = (ROOT / ".env.example").read_text()
-    readme = (ROOT / "README.md").read_text()
+    return set(re.findall(r"^([A-Z_0-9]+)=", example, re.M))
+
+
+def _docs_settings_table_names() -> list[str]:
+    """The first column of every row of docs/settings.md's table (`NAME`)."""
+    text = (ROOT / "docs" / "settings.md").read_text()
+    return re.findall(r"^\| `([A-Z_0-9]+)` \|", text, re.M)
+
+
+def test_every_setting_is_listed_in_env_example_and_docs_settings() -> None:
+    example = _env_example_names()
+    documented = set(_docs_settings_table_names())
     assert len(SETTINGS_READ) > 30
-    missing_example = [n for n in SETTINGS_READ if not re.search(rf"^{n}=", example, re.M)]
-    missing_readme = [n for n in SETTINGS_READ if f"`{n}`" not in readme]
-    assert missing_example == [] and missing_readme == []
+    missing_example = [n for n in SETTINGS_READ if n not in example]
+    missing_docs = [n for n in SETTINGS_READ if n not in documented]
+    assert missing_example == [] and missing_docs == []
+
+
+def test_every_setting_in_docs_settings_exists_in_env_example() -> None:
+    rows = _docs_settings_table_names()
+    assert len(rows) > 30
+    assert len(rows) == len(set(rows)), "a setting has two rows in docs/settings.md"
+    stale = [n for n in rows if n not in _env_example_names()]
+    assert stale == []
+
+
+def test_readme_is_short_and_its_docs_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    links = re.findall(r"\]\((docs/[^)#\s]+\.md)(?:#[^)]*)?\)", readme)
+    assert links, "README links no docs page"
+    broken = [link for link in links if not (ROOT / link).is_file()]
+    unlisted = [
+        f"docs/{page.name}"
+        for page in sorted((ROOT / "docs").glob("*.md"))
+        if f"docs/{page.name}" not in links
+    ]
+    assert broken == [] and unlisted == []
 
 
 @pytest.mark.parametrize(

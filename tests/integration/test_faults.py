@@ -430,7 +430,7 @@ def test_redis_restarted_mid_answer(base_env: dict[str, str]) -> None:
         f"final {row['status']!r} ({row['message']!r}) {final_s:.1f} s after the kill"
     )
     # A lost pub/sub connection costs the live stream, not the answer: the persisted answer
-    # repairs the page (DESIGN.md), so generation should carry on to completion.
+    # repairs the page (docs/architecture.md), so generation should carry on to completion.
     assert row["status"] == "complete", (
         "APP BUG: a Redis outage during streaming failed an answer the model was still "
         f"producing ({row['message']!r}); ChannelSink.flush/finish and the cancel-flag poll "
