@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from clinic_app import metrics, selectors, services, sessions
+from clinic_app.contracts import AnswerPayload
 from clinic_app.models import FINAL_STATUSES, Role
 from clinic_app.streaming import answer_group, register_server_loop, user_group
 
@@ -280,7 +281,7 @@ class AskConsumer(AsyncJsonWebsocketConsumer):
             await self._leave(answer_id)
         await self.send_json({"type": "snapshot", "answer": payload})
 
-    def _answer_payload(self, answer_id: int) -> dict[str, Any] | None:
+    def _answer_payload(self, answer_id: int) -> AnswerPayload | None:
         answer = selectors.answer_get_for_user(user=self.scope["user"], answer_id=answer_id)
         return None if answer is None else selectors.answer_payload(answer)
 

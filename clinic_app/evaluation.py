@@ -27,7 +27,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,9 @@ from clinic_app import runtime, services
 from clinic_app.audit import audit_record
 from clinic_app.models import AnswerStatus, EvaluationRun, Guideline, IndexVersion, Passage, Role
 from clinic_app.streaming import CollectingSink
+from inference.markers import markers_remove
 from inference.prompts import ANSWER_CUE, INSTRUCTIONS, MEDITRON_EXAMPLE_ANSWER
+from inference.types import FlagKind
 from retrieval.parsers import parse_pubmedqa
 
 KINDS = ("answerable", "out_of_scope", "injection")
@@ -74,7 +76,6 @@ class DatasetError(ValueError):
 
 # =================================================================== decisions (PubMedQA)
 
-_CITATION = re.compile(r"\[\s*S?\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*\]", re.IGNORECASE)
 _EXPLICIT = re.compile(
     r"\b(?:(?:short|final|overall|my)\s+)?(?:answer|decision|conclusion|verdict)"
     r"\s*(?:is|would be|:|-)\s*[\"']?(yes|maybe|no(?!\s+[a-z]))\b"
@@ -117,7 +118,7 @@ class DecisionReading:
 
 def _normalise(text: str) -> str:
     """Lower case, citation markers and markdown removed, one space between words."""
-    text = _CITATION.sub(" ", text or "")
+    text = markers_remove(text or "", loose=True)
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = re.sub(r"[*_`#>|]+", " ", text)
     return re.sub(r"[ \t]+", " ", text).strip().lower()
@@ -184,7 +185,7 @@ def decision_parse(text: str) -> str | None:
 
 def answer_words(text: str) -> int:
     """Words in an answer, citation markers and bare numbers aside."""
-    return len(re.findall(r"[^\W\d_]{2,}", _CITATION.sub(" ", text)))
+    return len(re.findall(r"[^\W\d_]{2,}", markers_remove(text, loose=True)))
 
 
 def answer_is_empty(text: str) -> bool:
@@ -209,7 +210,7 @@ _SANCTIONED = (
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", _CITATION.sub(" ", text).lower())
+    return re.findall(r"[a-z0-9]+", markers_remove(text, loose=True).lower())
 
 
 def _leak_fragments() -> frozenset[str]:
@@ -552,7 +553,7 @@ def question_answer(*, user: User, text: str, follow_up_of: int | None = None) -
     sink = CollectingSink()
     answer = services.answer_generate(answer_id=answer.pk, sink=sink)
     seconds = time.perf_counter() - started
-    payload = sink.final or {}
+    payload: Mapping[str, Any] = sink.final or {}
     return Asked(
         status=str(answer.status),
         text=answer.text,
@@ -851,7 +852,7 @@ def questions_summary(
             "empty_answers": [r.id for r in complete if r.empty],
             # Folded away on the page behind the quotes (mostly unsupported, or no words).
             "summaries_withheld": _ratio(
-                sum("summary_withheld" in r.flags for r in complete), len(complete)
+                sum(FlagKind.SUMMARY_WITHHELD in r.flags for r in complete), len(complete)
             ),
         },
         "out_of_scope": {
@@ -1051,7 +1052,7 @@ def pubmedqa_summary(
         "failed": sum(1 for r in rows if r.status not in ("complete", "refused")),
         "citation_precision": _ratio(sum(r.cited_gold for r in rows), sum(r.cited for r in rows)),
         "answers_citing": _ratio(sum(1 for r in complete if r.cited), len(complete)),
-        "truncated": sum(1 for r in complete if "truncated" in r.flags),
+        "truncated": sum(1 for r in complete if FlagKind.TRUNCATED in r.flags),
         "time": timing([r.seconds for r in rows]),
     }
     return summary

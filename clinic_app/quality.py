@@ -21,10 +21,8 @@ from typing import Any
 from django.utils import timezone
 
 from clinic_app.models import Answer, AnswerStatus, EvaluationRun, Feedback, FeedbackCategory
+from inference.types import SENTENCE_FLAGS
 
-# Flags that mark a sentence of the summary (not the whole answer): unsupported, uncited, or
-# citing a source that was not given.
-SENTENCE_FLAGS = frozenset({"weak_support", "uncited_sentence", "invalid_citation"})
 WINDOWS = (7, 30, 90, 365)
 DEFAULT_WINDOW = 30
 NO_MODEL = "model not called yet"

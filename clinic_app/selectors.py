@@ -13,6 +13,13 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from clinic_app.contracts import (
+    AnswerPayload,
+    AuditAnswerPayload,
+    CitationPayload,
+    FeedbackPayload,
+    PassagePayload,
+)
 from clinic_app.models import (
     Answer,
     AuditEvent,
@@ -109,7 +116,7 @@ def thread_answers(*, answer: Answer, through_turn: int | None = None) -> list[A
     return list(answers.select_related("question").order_by("question__turn"))
 
 
-def thread_payload_for_user(*, user: User, answer_id: int) -> list[dict[str, Any]] | None:
+def thread_payload_for_user(*, user: User, answer_id: int) -> list[AnswerPayload] | None:
     """The whole conversation ``answer_id`` belongs to, as :func:`answer_payload` each, if it
     is the user's; ``None`` otherwise."""
     answer = answer_get_for_user(user=user, answer_id=answer_id)
@@ -140,7 +147,7 @@ def passage_get_servable(*, passage_id: int) -> Passage | None:
     )
 
 
-def passage_payload(passage: Passage) -> dict[str, Any]:
+def passage_payload(passage: Passage) -> PassagePayload:
     g = passage.guideline
     return {
         "id": passage.pk,
@@ -158,9 +165,9 @@ def passage_payload(passage: Passage) -> dict[str, Any]:
     }
 
 
-def answer_payload(answer: Answer) -> dict[str, Any]:
+def answer_payload(answer: Answer) -> AnswerPayload:
     """Everything the page shows for a finished (or in-progress) answer."""
-    citations = [
+    citations: list[CitationPayload] = [
         {
             "number": c.number,
             "cited": c.cited,
@@ -461,7 +468,7 @@ def _answer_id(event: AuditEvent) -> int | None:
     return int(event.object_id)
 
 
-def audit_answer_view(event: AuditEvent) -> dict[str, Any] | None:
+def audit_answer_view(event: AuditEvent) -> AuditAnswerPayload | None:
     """For an event about an answer: what the clinician saw, as stored now, with its basis.
 
     ``None`` when the event is not about an answer or the answer no longer exists. The shape
@@ -476,19 +483,19 @@ def audit_answer_view(event: AuditEvent) -> dict[str, Any] | None:
         return None
     payload = answer_payload(answer)
     payload["basis"]["prompt_sha256"] = answer.prompt_sha256
-    payload["asked_by"] = answer.question.user.get_username()
     # A follow-up was asked, and answered, in its conversation: the turns before it as shown.
-    payload["earlier_turns"] = [
-        answer_payload(a)
-        for a in thread_answers(answer=answer, through_turn=answer.question.turn - 1)
-    ]
-    return payload
+    earlier = thread_answers(answer=answer, through_turn=answer.question.turn - 1)
+    return {
+        **payload,
+        "asked_by": answer.question.user.get_username(),
+        "earlier_turns": [answer_payload(a) for a in earlier],
+    }
 
 
 # -------------------------------------------------------------------------- feedback, history
 
 
-def feedback_payload(feedback: Feedback | None) -> dict[str, Any] | None:
+def feedback_payload(feedback: Feedback | None) -> FeedbackPayload | None:
     """The clinician's recorded feedback on an answer, as the page shows it."""
     if feedback is None:
         return None

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from clinic_app import metrics, runtime
 from clinic_app.audit import audit_record
+from clinic_app.contracts import EvidencePayload, FlagPayload
 from clinic_app.identifiers import identifier_kinds
 
 # The guideline library's operations live in library.py; these are re-exported for callers.
@@ -47,7 +48,7 @@ from inference.prompts import PromptTooLong, SourcePassage, Turn, build_prompt
 from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
-from inference.types import GenerationRequest
+from inference.types import FlagKind, GenerationRequest
 from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
 from retrieval.evidence import evidence_select
 from retrieval.followup import FollowUpMode, follow_up_queries, hits_merge
@@ -285,7 +286,7 @@ class _Outcome:
     status: AnswerStatus
     text: str = ""
     message: str = ""
-    flags: list[dict[str, str]] = field(default_factory=list)
+    flags: list[FlagPayload] = field(default_factory=list)
 
 
 def _finish(
@@ -373,7 +374,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             _Outcome(
                 AnswerStatus.REFUSED,
                 message=screen.message,
-                flags=[{"kind": "safety_gate", "detail": screen.category or ""}],
+                flags=[{"kind": FlagKind.SAFETY_GATE, "detail": screen.category or ""}],
             ),
             sink,
             {
@@ -428,7 +429,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             _Outcome(
                 AnswerStatus.REFUSED,
                 message=coverage_refusal_message(coverage),
-                flags=[{"kind": "not_covered", "detail": coverage.describe()}],
+                flags=[{"kind": FlagKind.NOT_COVERED, "detail": coverage.describe()}],
             ),
             sink,
             {
@@ -528,12 +529,12 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         text, source_count=len(prompt.sources), source_texts=[s.text for s in prompt.sources]
     )
     Citation.objects.filter(answer=answer, number__in=checked.cited).update(cited=True)
-    flags = [{"kind": f.kind, "detail": f.detail} for f in checked.flags]
+    flags: list[FlagPayload] = [{"kind": f.kind, "detail": f.detail} for f in checked.flags]
     if settings.SUPPORT_CHECK != "off":
         # Uncited sentences and invalid citations are already flagged by check_answer.
         embed = runtime.get_embedder().encode if settings.SUPPORT_CHECK == "combined" else None
         flags += [
-            {"kind": "weak_support", "detail": s.reason, "sentence": s.sentence[:300]}
+            {"kind": FlagKind.WEAK_SUPPORT, "detail": s.reason, "sentence": s.sentence[:300]}
             for s in check_answer_support(
                 checked.text, [src.text for src in prompt.sources], embed=embed
             )
@@ -543,16 +544,18 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     if first_at is not None and tokens > 1 and ended > first_at:
         metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
     if tokens >= settings.ANSWER_MAX_TOKENS:
-        flags.append({"kind": "truncated", "detail": "the answer reached the length limit"})
+        flags.append({"kind": FlagKind.TRUNCATED, "detail": "the answer reached the length limit"})
     # Contain what the model got wrong: a summary mostly unsupported (or only markers) is
     # folded away on the page behind the quotes, and counted.
     withheld = summary_withheld_reason(
         checked.text,
-        flagged_sentences=sum(f["kind"] in ("weak_support", "uncited_sentence") for f in flags),
+        flagged_sentences=sum(
+            f["kind"] in (FlagKind.WEAK_SUPPORT, FlagKind.UNCITED_SENTENCE) for f in flags
+        ),
         max_share=settings.SUMMARY_WITHHOLD_SHARE,
     )
     if withheld:
-        flags.append({"kind": "summary_withheld", "detail": withheld})
+        flags.append({"kind": FlagKind.SUMMARY_WITHHELD, "detail": withheld})
     return _finish(
         answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
     )
@@ -626,7 +629,7 @@ def coverage_refusal_message(coverage: Coverage) -> str:
 
 def evidence_build(
     *, question: str, sources: list[SourcePassage], passages: dict[int, Passage]
-) -> list[dict[str, Any]]:
+) -> list[EvidencePayload]:
     """The evidence block for ``question``: verbatim sentences of ``sources`` (numbered as in
     the prompt), each with its guideline's title, organisation and year, best first."""
     items = evidence_select(
@@ -635,7 +638,7 @@ def evidence_build(
         embed=runtime.get_embedder().encode,
         max_items=settings.EVIDENCE_MAX_ITEMS,
     )
-    block = []
+    block: list[EvidencePayload] = []
     for item in items:
         source = sources[item.source - 1]
         guideline = passages[source.passage_id].guideline

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from clinic_app.contracts import AnswerPayload
+
 log = logging.getLogger(__name__)
 
 # A chunk may wait this long for the channel layer; the final event may wait the full 10 s.
@@ -92,7 +94,7 @@ class AnswerSink(Protocol):
         """New answer text (may be buffered)."""
         ...
 
-    def finish(self, payload: dict[str, Any]) -> None:
+    def finish(self, payload: AnswerPayload) -> None:
         """The answer reached a final state; ``payload`` is its persisted form."""
         ...
 
@@ -193,7 +195,7 @@ class ChannelSink:
             }
         )
 
-    def finish(self, payload: dict[str, Any]) -> None:
+    def finish(self, payload: AnswerPayload) -> None:
         self.flush()
         self._publish(
             {
@@ -211,7 +213,7 @@ class ChannelSink:
         self.finish(unrecorded_failure(self.answer_id, message))
 
 
-def unrecorded_failure(answer_id: int, message: str) -> dict[str, Any]:
+def unrecorded_failure(answer_id: int, message: str) -> AnswerPayload:
     """The final state of an answer that could not be recorded (the database is unreachable),
     shaped like a persisted answer so the page shows it like any other failure."""
     return {
@@ -226,6 +228,9 @@ def unrecorded_failure(answer_id: int, message: str) -> dict[str, Any]:
         "citations": [],
         "chunks_sent": 0,
         "attempts": 0,
+        "thread_id": None,
+        "turn": None,
+        "follow_up_of": None,
         "feedback": None,
         "recorded": False,
         "basis": {
@@ -246,7 +251,7 @@ class CollectingSink:
     def __init__(self, echo: Any = None, on_evidence: Any = None) -> None:
         self.chunks: list[str] = []
         self.evidence_items: list[dict[str, Any]] = []
-        self.final: dict[str, Any] | None = None
+        self.final: AnswerPayload | None = None
         self._echo = echo
         self._on_evidence = on_evidence
 
@@ -264,5 +269,5 @@ class CollectingSink:
         if self._echo is not None:
             self._echo(delta)
 
-    def finish(self, payload: dict[str, Any]) -> None:
+    def finish(self, payload: AnswerPayload) -> None:
         self.final = payload

@@ -26,6 +26,7 @@ from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
 from clinic_app.permissions import role_required
 from clinic_app.readiness import readiness_check
 from clinic_app.selectors import AuditExport, AuditFilters
+from inference.types import FlagKind
 
 
 def _source_ip(request: HttpRequest) -> str:
@@ -93,6 +94,7 @@ def ask(request: HttpRequest) -> HttpResponse:
             "question_max_chars": settings.QUESTION_MAX_CHARS,
             "thread_max_turns": settings.THREAD_MAX_TURNS,
             "identifier_config": identifiers.browser_config(),
+            "flag_kinds": {kind.name: kind.value for kind in FlagKind},
             "feedback_categories": FeedbackCategory.choices,
             "feedback_comment_max_chars": FEEDBACK_COMMENT_MAX_CHARS,
         },

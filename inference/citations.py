@@ -6,8 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-_CITATION_GROUP = re.compile(r"\[\s*(S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*)\s*\]", re.IGNORECASE)
-_NUMBER = re.compile(r"\d+")
+from inference.markers import CITATION_GROUP, marker_numbers, markers_remove
+from inference.types import FlagKind
+
 _URL = re.compile(r"(?:https?://|www\.)[^\s)\]>]+", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[(])")
@@ -17,7 +18,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[(])")
 class Flag:
     """Something the checks found; ``kind`` is machine-readable, ``detail`` for people."""
 
-    kind: str
+    kind: FlagKind
     detail: str
 
 
@@ -51,27 +52,29 @@ def check_answer(
     cited: list[int] = []
 
     def fix_group(match: re.Match[str]) -> str:
-        numbers = [int(n) for n in _NUMBER.findall(match.group(1))]
+        numbers = marker_numbers(match.group(1))
         valid = [n for n in numbers if 1 <= n <= source_count]
         for n in numbers:
             if n not in valid:
-                flags.append(Flag("invalid_citation", f"[S{n}] does not match any given source"))
+                flags.append(
+                    Flag(FlagKind.INVALID_CITATION, f"[S{n}] does not match any given source")
+                )
         for n in valid:
             if n not in cited:
                 cited.append(n)
         return "".join(f"[S{n}]" for n in valid)
 
-    cleaned = _CITATION_GROUP.sub(fix_group, text)
+    cleaned = CITATION_GROUP.sub(fix_group, text)
     corpus = "\n".join(source_texts)
-    for pattern, kind in ((_URL, "url_removed"), (_TAG, "markup_removed")):
+    for pattern, kind in ((_URL, FlagKind.URL_REMOVED), (_TAG, FlagKind.MARKUP_REMOVED)):
         for found in set(pattern.findall(cleaned)):
             if found not in corpus:
                 flags.append(Flag(kind, f"removed {found!r}: no source contains it"))
                 cleaned = cleaned.replace(found, "")
     cleaned = re.sub(r"[ \t]+\n", "\n", cleaned).strip()
     for sentence in split_sentences(cleaned):
-        if len(sentence) > 20 and not _CITATION_GROUP.search(sentence):
-            flags.append(Flag("uncited_sentence", sentence[:200]))
+        if len(sentence) > 20 and not CITATION_GROUP.search(sentence):
+            flags.append(Flag(FlagKind.UNCITED_SENTENCE, sentence[:200]))
     return CheckedAnswer(text=cleaned, cited=cited, flags=flags)
 
 
@@ -83,7 +86,7 @@ def summary_withheld_reason(text: str, *, flagged_sentences: int, max_share: flo
     or uncited), helps no one and may mislead: the page then shows the sources' own words and
     keeps the summary one click away.
     """
-    words = re.findall(r"[^\W\d_]{2,}", _CITATION_GROUP.sub(" ", text))
+    words = re.findall(r"[^\W\d_]{2,}", markers_remove(text))
     if not words:
         return "the model's summary held no words, only citation markers"
     claims = [s for s in split_sentences(text) if len(s) > 20]

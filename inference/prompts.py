@@ -20,10 +20,10 @@ model as control tokens.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from inference.markers import MARKER
 from inference.sanitize import ControlMarkup, untrusted_neutralise
 
 INSTRUCTIONS = (
@@ -136,11 +136,10 @@ class BuiltPrompt:
 
 # An earlier answer's citation markers point at sources this prompt does not offer again;
 # numbers restart in each answer, so they are taken out of the history.
-_MARKER = re.compile(r"\s*\[S\d+\]")
 
 
 def _turn_text(text: str, markup: ControlMarkup) -> str:
-    return untrusted_neutralise(_MARKER.sub("", text).strip() or "(no answer)", markup=markup)
+    return untrusted_neutralise(MARKER.sub("", text).strip() or "(no answer)", markup=markup)
 
 
 class PromptTooLong(ValueError):

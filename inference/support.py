@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from inference.citations import split_sentences
+from inference.markers import CITATION_GROUP, marker_numbers, markers_remove
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -89,11 +90,9 @@ class SentenceSupport:
 
 # -- text analysis ----------------------------------------------------------------------------
 
-_CITATION = re.compile(r"\[\s*(S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*)\s*\]", re.IGNORECASE)
 _LEADING_CITATIONS = re.compile(
     r"^((?:\s*\[\s*S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*\])+)\s*(.*)$", re.I | re.S
 )
-_DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+(?:\.\d+)?")
 # Negation scopes over its clause: "repeat the dose if there is no improvement" has two.
 _CLAUSE_BREAK = re.compile(
@@ -278,7 +277,7 @@ _NO_ANSWER = re.compile(
 
 def strip_citations(text: str) -> str:
     """``text`` without its ``[S1]``-style markers: the claim the sentence makes."""
-    return _CITATION.sub(" ", text)
+    return markers_remove(text)
 
 
 def _words(text: str) -> list[str]:
@@ -430,8 +429,8 @@ def cited_sentences(text: str) -> list[CitedSentence]:
     for pieces in sentences:
         sentence = " ".join(pieces)
         cited: list[int] = []
-        for group in _CITATION.findall(sentence):
-            for number in (int(n) for n in _DIGITS.findall(group)):
+        for group in CITATION_GROUP.findall(sentence):
+            for number in marker_numbers(group):
                 if number not in cited:
                     cited.append(number)
         result.append(CitedSentence(sentence, tuple(cited)))

@@ -16,6 +16,8 @@
   let threadTurns = [];      // the earlier answers of the conversation on display, oldest first
   let pendingFollowUp = null; // a follow-up sent and not yet accepted: {parent, question}
   const FINAL = ["complete", "refused", "failed", "cancelled"];
+  // Flag kinds (inference.types.FlagKind), handed over by the page: one spelling, the server's.
+  const FLAG = JSON.parse($("flag-kinds").textContent);
 
   function setStatus(text) { statusEl.textContent = text; }
   function busy(on) { askButton.disabled = on; cancelButton.hidden = !on; }
@@ -111,7 +113,7 @@
   // A summary the checks found mostly unsupported (or only markers) is folded away: the quotes
   // above are what to rely on; the summary stays one click away.
   function renderWithheld(a) {
-    const flag = (a.flags || []).find((f) => f.kind === "summary_withheld");
+    const flag = (a.flags || []).find((f) => f.kind === FLAG.SUMMARY_WITHHELD);
     $("summary-withheld").hidden = !flag;
     $("summary-withheld-reason").textContent = flag ? `(${flag.detail})` : "";
     $("summary-show").setAttribute("aria-expanded", "false"); $("summary-show").hidden = false;
@@ -199,8 +201,8 @@
     answerText.classList.remove("streaming");
     // A question stopped by the safety gate says so; for self-harm the message is one of support.
     // One the library does not cover names what is missing.
-    const gate = (a.flags || []).find((f) => f.kind === "safety_gate");
-    const uncovered = (a.flags || []).find((f) => f.kind === "not_covered");
+    const gate = (a.flags || []).find((f) => f.kind === FLAG.SAFETY_GATE);
+    const uncovered = (a.flags || []).find((f) => f.kind === FLAG.NOT_COVERED);
     const refused = gate ? (gate.detail === "self_harm" ? "Help is available." : "Not answered: the request was refused by the safety check.")
       : uncovered ? `Not answered: the guideline library does not cover ${uncovered.detail}.`
         : "No answer: insufficient evidence.";
@@ -209,7 +211,7 @@
     if (a.status !== "complete") {
       showMessage(a.message, gate && gate.detail === "self_harm" ? "support" : a.status === "refused" ? "warning" : "error");
     }
-    else if ((a.flags || []).some((f) => f.kind === "truncated")) {
+    else if ((a.flags || []).some((f) => f.kind === FLAG.TRUNCATED)) {
       showMessage("This answer reached the length limit and may be incomplete.", "warning");
     }
     const byNumber = new Map(a.citations.map((c) => [c.number, c]));
@@ -284,7 +286,7 @@
       }
       li.append(ol);
     }
-    const flagged = (a.flags || []).filter((f) => f.kind === "weak_support" || f.kind === "uncited_sentence").length;
+    const flagged = (a.flags || []).filter((f) => f.kind === FLAG.WEAK_SUPPORT || f.kind === FLAG.UNCITED_SENTENCE).length;
     const fb = a.feedback, notes = [];
     if (flagged) { notes.push(`${flagged} statement${flagged === 1 ? "" : "s"} flagged for checking`); }
     if (fb) { notes.push(fb.helpful ? "You marked it helpful" : `You marked it not helpful (${fb.category})`); }
@@ -419,11 +421,11 @@
   // Sentences the server's checks could not tie to their sources, each with the reason.
   // Where in the answer each flagged sentence is: [{start, end, reason}], earliest first.
   function weakRanges(text, flags) {
-    const reasons = { weak_support: (f) => `Weakly supported: ${f.detail}`,
-      uncited_sentence: () => "No citation: no source backs this sentence." };
+    const reasons = { [FLAG.WEAK_SUPPORT]: (f) => `Weakly supported: ${f.detail}`,
+      [FLAG.UNCITED_SENTENCE]: () => "No citation: no source backs this sentence." };
     const ranges = [];
     for (const f of flags) {
-      const sentence = f.kind === "weak_support" ? f.sentence : f.kind === "uncited_sentence" ? f.detail : "";
+      const sentence = f.kind === FLAG.WEAK_SUPPORT ? f.sentence : f.kind === FLAG.UNCITED_SENTENCE ? f.detail : "";
       if (!sentence || !reasons[f.kind]) continue;
       const start = text.indexOf(sentence);
       if (start < 0) continue;
@@ -504,12 +506,12 @@
 
   function renderChecks(a) {
     const box = $("checks"), list = $("check-list"); list.textContent = "";
-    const weak = (a.flags || []).filter((f) => f.kind === "weak_support" || f.kind === "uncited_sentence" || f.kind === "invalid_citation");
+    const weak = (a.flags || []).filter((f) => f.kind === FLAG.WEAK_SUPPORT || f.kind === FLAG.UNCITED_SENTENCE || f.kind === FLAG.INVALID_CITATION);
     for (const f of weak) {
       const li = document.createElement("li"), q = document.createElement("q"), r = document.createElement("span");
-      q.textContent = f.kind === "weak_support" ? f.sentence : f.kind === "uncited_sentence" ? f.detail : "";
+      q.textContent = f.kind === FLAG.WEAK_SUPPORT ? f.sentence : f.kind === FLAG.UNCITED_SENTENCE ? f.detail : "";
       r.className = "muted";
-      r.textContent = f.kind === "weak_support" ? ` — ${f.detail}` : f.kind === "uncited_sentence" ? " — no citation" : f.detail;
+      r.textContent = f.kind === FLAG.WEAK_SUPPORT ? ` — ${f.detail}` : f.kind === FLAG.UNCITED_SENTENCE ? " — no citation" : f.detail;
       li.append(q, r); list.append(li);
     }
     box.hidden = a.status !== "complete" || weak.length === 0;

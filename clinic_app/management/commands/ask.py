@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -65,7 +66,7 @@ class Command(BaseCommand):
 
         sink = CollectingSink(echo=None if options["json"] else echo)
         answer = services.answer_generate(answer_id=answer.pk, sink=sink)
-        payload = sink.final or {}
+        payload: Mapping[str, Any] = sink.final or {}
         if options["json"]:
             self.stdout.write(json.dumps(script_view(payload), ensure_ascii=False, indent=2))
             sys.exit(EXIT_CODES[AnswerStatus(answer.status)])
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         sys.exit(EXIT_CODES[AnswerStatus(answer.status)])
 
 
-def script_view(payload: dict[str, Any]) -> dict[str, Any]:
+def script_view(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The answer as scripts read it: what the page shows, sources flattened to their keys."""
     return {
         "id": payload.get("id"),
