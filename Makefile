@@ -96,9 +96,11 @@ worker: install ## Run a Celery worker (production mode: needs REDIS_URL and DAT
 	$(VENV)/bin/celery -A clinic_app.celery worker --loglevel=INFO --concurrency=1
 
 test: $(DEV_STAMP) models vllm browser monitoring ## Run the whole test suite (unit, integration, browser)
+	node --test tests/js/
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(DEV_STAMP) models ## Unit, service and security tests (no browser, no integration stack)
+	node --test tests/js/
 	$(VPY) -m pytest -m "not e2e and not integration" $(PYTEST_ARGS)
 
 check: $(DEV_STAMP) install $(VAR)/secret_key ## ruff format check, ruff lint, mypy

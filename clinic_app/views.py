@@ -269,6 +269,13 @@ def audit_event_detail(request: HttpRequest, seq: int) -> HttpResponse:
         "details_json": json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False),
         "answer": answer,
         "flags_json": json.dumps(answer["flags"], indent=2, ensure_ascii=False) if answer else "",
+        # For the shared renderer (static/js/render.js): each answer's text and flags, so the
+        # auditor reads the answer formatted and marked as the clinician did.
+        "answers_render": {
+            str(a["id"]): {"text": a["text"], "status": a["status"], "flags": a["flags"]}
+            for a in ([*answer["earlier_turns"], answer] if answer else [])
+        },
+        "flag_kinds": {kind.name: kind.value for kind in FlagKind},
     }
     return render(request, "audit_detail.html", context)
 

@@ -1,5 +1,7 @@
 // Ask page: sends questions over the websocket, renders the streamed answer, and never leaves
 // the clinician with an endless spinner (watchdog + persisted-state repair on every gap).
+import { renderAnswer, weakRanges } from "./render.js";
+
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -216,10 +218,10 @@
     }
     const byNumber = new Map(a.citations.map((c) => [c.number, c]));
     const text = a.text || "";
-    const weak = a.status === "complete" ? weakRanges(text, a.flags || []) : [];
+    const weak = a.status === "complete" ? weakRanges(text, a.flags || [], FLAG) : [];
     // A safe subset of Markdown, built as DOM nodes; flagged sentences are marked, with the
     // reason on hover and on keyboard focus.
-    renderBlocks(answerText, text, byNumber, weak);
+    renderAnswer(answerText, text, { weak, citation: (n) => citeButton(byNumber.get(n)) });
     renderQuotes(a.evidence);
     renderWithheld(a);
     renderChecks(a);
@@ -272,7 +274,10 @@
     const byNumber = new Map((a.citations || []).map((c) => [c.number, c]));
     if (a.text) {
       const div = document.createElement("div"); div.className = "answer-text";
-      renderBlocks(div, a.text, byNumber, a.status === "complete" ? weakRanges(a.text, a.flags || []) : []);
+      renderAnswer(div, a.text, {
+        weak: a.status === "complete" ? weakRanges(a.text, a.flags || [], FLAG) : [],
+        citation: (n) => citeButton(byNumber.get(n)),
+      });
       li.append(div);
     }
     if ((a.citations || []).length) {
@@ -418,90 +423,14 @@
     sendFeedback({ helpful: false, category: $("feedback-category").value, comment: $("feedback-comment").value });
   });
 
-  // Sentences the server's checks could not tie to their sources, each with the reason.
-  // Where in the answer each flagged sentence is: [{start, end, reason}], earliest first.
-  function weakRanges(text, flags) {
-    const reasons = { [FLAG.WEAK_SUPPORT]: (f) => `Weakly supported: ${f.detail}`,
-      [FLAG.UNCITED_SENTENCE]: () => "No citation: no source backs this sentence." };
-    const ranges = [];
-    for (const f of flags) {
-      const sentence = f.kind === FLAG.WEAK_SUPPORT ? f.sentence : f.kind === FLAG.UNCITED_SENTENCE ? f.detail : "";
-      if (!sentence || !reasons[f.kind]) continue;
-      const start = text.indexOf(sentence);
-      if (start < 0) continue;
-      ranges.push({ start, end: start + sentence.length, reason: reasons[f.kind](f) });
-    }
-    return ranges.sort((x, y) => x.start - y.start);
-  }
-
-  // Final answers: paragraphs, bulleted and numbered lists and **bold**, built as DOM nodes;
-  // nothing the model wrote is ever parsed as HTML. While streaming, the text stays plain.
-  function renderBlocks(parent, text, byNumber, weak) {
-    let offset = 0, list = null, para = null;
-    for (const line of text.split("\n")) {
-      const start = offset;
-      offset += line.length + 1;
-      if (!line.trim()) { list = null; para = null; continue; }
-      const item = line.match(/^\s*([-*•]|\d{1,3}[.)])\s+/);
-      if (item) {
-        const tag = /\d/.test(item[1]) ? "OL" : "UL";
-        if (!list || list.tagName !== tag) { list = document.createElement(tag.toLowerCase()); parent.append(list); }
-        para = null;
-        const li = document.createElement("li");
-        list.append(li);
-        appendInline(li, text, start + item[0].length, start + line.length, byNumber, weak);
-      } else {
-        list = null;
-        if (!para) { para = document.createElement("p"); parent.append(para); }
-        else { para.append(document.createElement("br")); }
-        appendInline(para, text, start, start + line.length, byNumber, weak);
-      }
-    }
-  }
-
-  // text[from, to) into ``parent``, with the flagged ranges inside it wrapped in marks.
-  function appendInline(parent, text, from, to, byNumber, weak) {
-    let at = from;
-    for (const r of weak) {
-      const s = Math.max(r.start, at), e = Math.min(r.end, to);
-      if (e <= s) continue;
-      appendStyled(parent, text.slice(at, s), byNumber);
-      const mark = document.createElement("mark");
-      mark.className = "weak"; mark.tabIndex = 0;
-      mark.title = r.reason; mark.setAttribute("data-reason", r.reason);
-      appendStyled(mark, text.slice(s, e), byNumber);
-      mark.setAttribute("aria-label", `${mark.textContent} (${r.reason})`);
-      parent.append(mark);
-      at = e;
-    }
-    appendStyled(parent, text.slice(at, to), byNumber);
-  }
-
-  function appendStyled(parent, piece, byNumber) {
-    for (const part of piece.split(/(\*\*[^*\n]+\*\*)/)) {
-      if (/^\*\*[^*\n]+\*\*$/.test(part)) {
-        const strong = document.createElement("strong");
-        appendWithCitations(strong, part.slice(2, -2), byNumber);
-        parent.append(strong);
-      } else { appendWithCitations(parent, part, byNumber); }
-    }
-  }
-
-  // Citation markers become buttons that open the evidence; everything else stays text
-  // (never innerHTML).
-  function appendWithCitations(parent, text, byNumber) {
-    for (const part of text.split(/(\[S\d+\])/)) {
-      if (!part) continue;
-      const m = part.match(/^\[S(\d+)\]$/);
-      const c = m ? byNumber.get(Number(m[1])) : null;
-      if (c) {
-        const b = document.createElement("button");
-        b.type = "button"; b.className = "cite"; b.textContent = `[S${c.number}]`;
-        b.setAttribute("aria-label", `Open source ${c.number}: ${c.passage.guideline.title}`);
-        b.addEventListener("click", () => openEvidence(c));
-        parent.append(b);
-      } else { parent.append(document.createTextNode(part)); }
-    }
+  // A citation marker as a button that opens its source (null: no such source, kept as text).
+  function citeButton(c) {
+    if (!c) return null;
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "cite"; b.textContent = `[S${c.number}]`;
+    b.setAttribute("aria-label", `Open source ${c.number}: ${c.passage.guideline.title}`);
+    b.addEventListener("click", () => openEvidence(c));
+    return b;
   }
 
   function renderChecks(a) {

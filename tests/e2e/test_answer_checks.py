@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import live
-from tests.e2e.conftest import wait_until_connected
+from tests.e2e.conftest import sign_in, wait_until_connected
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +104,38 @@ def test_flagged_sentences_are_marked_with_their_reason(
     marks.nth(1).focus()
     expect(marks.nth(1)).to_be_focused()
     page.screenshot(path=screenshots / "weak-sentences.png", full_page=True)
+
+
+def test_the_auditor_reads_the_answer_rendered_and_marked_as_the_clinician_did(
+    page: Page, e2e_server: live.Server, demo_password: str, screenshots
+) -> None:  # type: ignore[no-untyped-def]
+    text = f"Anticoagulate when:\n- {SUPPORTED}\n- {WEAK}\n\n{UNCITED} **Always** recheck."
+    answer_id = stored_answer(e2e_server, text, weak=WEAK, uncited=UNCITED)
+    out = live.manage(
+        e2e_server.env,
+        "shell",
+        "-c",
+        "import json\nfrom clinic_app.audit import audit_record\n"
+        f"e = audit_record(action='answer.complete', actor='clinician', object_type='answer',"
+        f" object_id={answer_id})\nprint(json.dumps({{'seq': e.seq}}))",
+    )
+    seq = json.loads(out.strip().splitlines()[-1])["seq"]
+    sign_in(page, "auditor", demo_password)
+    page.goto(f"/audit/events/{seq}/")
+    body = page.locator(f'.answer-text[data-answer-id="{answer_id}"]')
+    expect(body).to_have_attribute("data-rendered", "true")
+    # The same renderer as the ask page: lists, bold, marked sentences, markers as links.
+    expect(body.locator("ul > li")).to_have_count(2)
+    marks = body.locator("mark.weak")
+    expect(marks).to_have_count(2)
+    expect(marks.nth(0)).to_have_text(WEAK)
+    expect(marks.nth(0)).to_have_attribute(
+        "title", "Weakly supported: few of its words appear in [S1]"
+    )
+    expect(marks.nth(1)).to_have_text(UNCITED)
+    expect(body.locator("p strong")).to_have_text("Always")
+    link = body.locator("a.cite").first
+    expect(link).to_have_text("[S1]")
+    expect(link).to_have_attribute("href", "#audit-source-1")
+    expect(page.locator("#audit-source-1")).to_be_visible()
+    page.screenshot(path=screenshots / "audit-answer-rendered.png", full_page=True)
