@@ -1,6 +1,8 @@
 // Ask page: sends questions over the websocket, renders the streamed answer, and never leaves
 // the clinician with an endless spinner (watchdog + persisted-state repair on every gap).
+import { identifierDetector } from "./identifiers.js";
 import { renderAnswer, weakRanges } from "./render.js";
+import { ChunkSequence } from "./stream.js";
 
 (function () {
   "use strict";
@@ -10,9 +12,9 @@ import { renderAnswer, weakRanges } from "./render.js";
   const answerEl = $("answer"), answerText = $("answer-text"), answerMessage = $("answer-message");
   const WATCHDOG_MS = 45000, GIVE_UP_MS = 600000, PENDING_KEY = "pendingAnswerId";
 
-  let socket = null, current = null, lastSeq = 0, currentAttempt = 1, lastEventAt = 0, startedAt = 0;
+  let socket = null, current = null, lastEventAt = 0, startedAt = 0;
   let retryDelay = 500, watchdog = null, repairTimer = null;
-  const held = new Map();    // chunks received after a gap, by sequence number
+  const chunks = new ChunkSequence(); // the order of the answer streaming (stream.js)
   const REPAIR_MS = 400;     // a little over the server's checkpoint interval
   let shown = null;          // the answer on display (for feedback)
   let threadTurns = [];      // the earlier answers of the conversation on display, oldest first
@@ -60,13 +62,9 @@ import { renderAnswer, weakRanges } from "./render.js";
 
   // Chunks are shown in sequence order. One that arrives after a gap is held, and the page asks
   // for the saved state (a snapshot: the text through some chunk) until the gap is filled.
-  function drain() {
-    while (held.has(lastSeq + 1)) {
-      lastSeq += 1;
-      answerText.append(document.createTextNode(held.get(lastSeq))); // escaped while streaming
-      held.delete(lastSeq);
-    }
-    if (held.size) { answerText.dataset.gap = "1"; requestRepair(); }
+  function show(texts) {
+    for (const t of texts) { answerText.append(document.createTextNode(t)); } // escaped while streaming
+    if (chunks.gap) { answerText.dataset.gap = "1"; requestRepair(); }
     else { delete answerText.dataset.gap; }
   }
 
@@ -74,23 +72,22 @@ import { renderAnswer, weakRanges } from "./render.js";
     if (repairTimer || !current) { return; }
     repairTimer = setTimeout(() => {
       repairTimer = null;
-      if (current && held.size) { send({ action: "follow", answer_id: current }); }
+      if (current && chunks.gap) { send({ action: "follow", answer_id: current }); }
     }, REPAIR_MS);
   }
 
   function applySnapshot(a) {
     const attempt = a.attempts || 1, seq = a.chunks_sent || 0;
-    if (attempt < currentAttempt) { return; }           // older than what is on screen
-    if (attempt > currentAttempt || seq >= lastSeq || !answerText.textContent) {
-      if (attempt > currentAttempt) { held.clear(); }
-      const wasStreaming = answerText.textContent !== "" || lastSeq > 0;
+    const decision = chunks.snapshotDecision(attempt, seq, answerText.textContent !== "");
+    if (decision === "stale") { return; }               // older than what is on screen
+    if (decision === "replace") {
+      const wasStreaming = answerText.textContent !== "" || chunks.lastSeq > 0;
       if (!wasStreaming) { resetAnswer(a.question); }
       renderQuotes(a.evidence);
       answerText.textContent = a.text;
-      lastSeq = seq; currentAttempt = attempt;
-      for (const k of [...held.keys()]) { if (k <= lastSeq) { held.delete(k); } }
+      chunks.restartAt(attempt, seq);
     }
-    drain();
+    show(chunks.drain());
   }
 
   // "What the guidelines say": the sources' own sentences, shown before the model writes.
@@ -129,7 +126,7 @@ import { renderAnswer, weakRanges } from "./render.js";
     answerMessage.hidden = true; $("sources").hidden = true; $("basis").hidden = true; $("checks").hidden = true;
     $("feedback").hidden = true; shown = null; followUpForm.hidden = true;
     $("answer-question").textContent = q ? "Q: " + q : "";
-    lastSeq = 0; currentAttempt = 1; held.clear();
+    chunks.reset();
   }
 
   $("summary-show").addEventListener("click", () => {
@@ -152,16 +149,15 @@ import { renderAnswer, weakRanges } from "./render.js";
       setStatus("Searching the guidelines…");
     } else if (msg.type === "chunk" && msg.answer_id === current) {
       const attempt = msg.attempt || 1;
-      if (attempt < currentAttempt) { return; }         // from an attempt that was replaced
-      if (attempt > currentAttempt) {                   // a lost worker's task restarted it
-        currentAttempt = attempt; lastSeq = 0; held.clear(); answerText.textContent = "";
+      if (attempt < chunks.attempt || (attempt === chunks.attempt && msg.seq <= chunks.lastSeq)) {
+        return;                                         // a replaced attempt's, or already shown
       }
-      if (msg.seq <= lastSeq) { return; }               // duplicate: already shown
-      held.set(msg.seq, msg.text);
-      drain();
+      const { restart, texts } = chunks.chunk(msg.seq, msg.text, attempt);
+      if (restart) { answerText.textContent = ""; }     // a lost worker's task restarted it
+      show(texts);
       setStatus("Writing the answer…");
     } else if (msg.type === "evidence" && msg.answer_id === current) {
-      if ((msg.attempt || 1) < currentAttempt) { return; }
+      if ((msg.attempt || 1) < chunks.attempt) { return; }
       renderQuotes(msg.evidence);
       setStatus("Writing the summary…");
     } else if (msg.type === "snapshot" || msg.type === "done") {
@@ -546,7 +542,7 @@ import { renderAnswer, weakRanges } from "./render.js";
 
   // -------------------------------------------------- patient identifiers, before sending
   const identifierWarning = $("identifier-warning");
-  const detector = window.clinicIdentifiers;
+  const detector = identifierDetector(JSON.parse($("identifier-config").textContent));
 
   let identifierTarget = null;   // the box whose text the warning is about (question or follow-up)
 

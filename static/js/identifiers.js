@@ -1,12 +1,9 @@
-// Patient-identifier detector for the ask page. The patterns are clinic_app/identifiers.py's,
-// rendered into the page as JSON (#identifier-config), so the browser and the server match
-// alike; the checks after matching (digit counts, NHS checksum, overlaps) mirror that module
-// and tests run the same cases through both (tests/clinic_app/data/identifier_cases.json).
-(function () {
-  "use strict";
-  const el = document.getElementById("identifier-config");
-  if (!el) { return; }
-  const config = JSON.parse(el.textContent);
+// Patient-identifier detector for the ask page (an ES module). The patterns are
+// clinic_app/identifiers.py's, rendered into the page as JSON (#identifier-config) and handed to
+// identifierDetector, so the browser and the server match alike; the checks after matching
+// (digit counts, NHS checksum, overlaps) mirror that module and tests run the same cases
+// through both (tests/clinic_app/data/identifier_cases.json).
+export function identifierDetector(config) {
   // "d": match indices, to find where group 1 (the identifier, not its label) starts.
   const compiled = config.patterns.map((p) => Object.assign({}, p, { regex: new RegExp(p.source, "gid") }));
 
@@ -50,5 +47,5 @@
     return out + text.slice(position);
   }
 
-  window.clinicIdentifiers = { find: find, redact: redact, labels: config.labels, placeholders: config.placeholders };
-})();
+  return { find, redact, labels: config.labels, placeholders: config.placeholders };
+}

@@ -229,9 +229,15 @@ def test_the_pages_detector_agrees_with_the_server_on_every_case(clinician_page:
     cases = json.loads(CASES_FILE.read_text())["cases"]
     texts = [c["text"] for c in cases]
     results = clinician_page.evaluate(
-        """(texts) => texts.map((t) => ({
-             found: window.clinicIdentifiers.find(t).map((f) => [f.kind, f.text]),
-             redacted: window.clinicIdentifiers.redact(t) }))""",
+        """async (texts) => {
+             // The module the page itself imports, with the configuration the page received.
+             const { identifierDetector } = await import("/static/js/identifiers.js");
+             const detector = identifierDetector(
+               JSON.parse(document.getElementById("identifier-config").textContent));
+             return texts.map((t) => ({
+               found: detector.find(t).map((f) => [f.kind, f.text]),
+               redacted: detector.redact(t) }));
+           }""",
         texts,
     )
     disagreements = []
