@@ -29,7 +29,9 @@ from clinic_app.models import (
     Citation,
     Guideline,
     IndexVersion,
+    IngestItemOutcome,
     IngestJob,
+    IngestPhase,
     IngestStatus,
     Passage,
 )
@@ -87,7 +89,7 @@ class GuidelineExtras:
 class StoreOutcome:
     """``added`` (with its passages) or ``duplicate`` (of ``guideline_id``)."""
 
-    outcome: str
+    outcome: IngestItemOutcome
     guideline_id: int
     passages: int = 0
 
@@ -124,7 +126,7 @@ def guideline_store(
     sha = document_sha256(doc)
     same = Guideline.objects.filter(sha256=sha, deleted_at__isnull=True).order_by("pk").first()
     if same is not None:
-        return StoreOutcome("duplicate", same.pk)
+        return StoreOutcome(IngestItemOutcome.DUPLICATE, same.pk)
     embedder = runtime.get_embedder()
     chunks = chunk_sections(
         doc.sections, count_tokens=embedder.count_tokens, max_tokens=settings.CHUNK_MAX_TOKENS
@@ -176,7 +178,7 @@ def guideline_store(
                 "source": extras.source_name,
             },
         )
-    return StoreOutcome("added", guideline.pk, len(chunks))
+    return StoreOutcome(IngestItemOutcome.ADDED, guideline.pk, len(chunks))
 
 
 def guidelines_ingest(
@@ -195,7 +197,7 @@ def guidelines_ingest(
     for doc in documents:
         report.warnings.extend(doc.warnings)
         stored = guideline_store(doc=doc, actor=actor)
-        if stored.outcome == "added":
+        if stored.outcome == IngestItemOutcome.ADDED:
             report.documents_added += 1
             report.passages_added += stored.passages
         else:
@@ -483,7 +485,7 @@ def ingest_job_create(
         raise LibraryError(f"Upload at most {settings.UPLOAD_MAX_FILES} files at a time.")
     with transaction.atomic():
         job = IngestJob.objects.create(
-            created_by=user, metadata=_metadata(metadata), phase="queued"
+            created_by=user, metadata=_metadata(metadata), phase=IngestPhase.QUEUED
         )
         folder = _uploads_dir() / f"job-{job.pk}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -576,7 +578,9 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
         job.heartbeat_at = timezone.now()
         job.save(update_fields=["status", "started_at", "heartbeat_at"])
     progress = _JobProgress(job)
-    progress.save(total=0, done=0, added=0, duplicates=0, failed=0, phase="parsing", message="")
+    progress.save(
+        total=0, done=0, added=0, duplicates=0, failed=0, phase=IngestPhase.PARSING, message=""
+    )
     actor = job.created_by.get_username()
     form = job.metadata
     review = date.fromisoformat(form["review_date"]) if form.get("review_date") else None
@@ -611,7 +615,7 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
                 on_format=detected.append,
             ):
                 if isinstance(parsed, DocumentError):
-                    progress.item(file=name, outcome="failed", reason=str(parsed))
+                    progress.item(file=name, outcome=IngestItemOutcome.FAILED, reason=str(parsed))
                     progress.save(failed=job.failed + 1, total=job.total + 1, done=job.done + 1)
                     continue
                 batch.append(_with_upload_defaults(parsed, form))
@@ -622,17 +626,17 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
             _keep_original(path, staged["sha256"])
         except DocumentError as exc:
             _store_batch(batch, progress, actor, extras, detected)
-            progress.item(file=name, outcome="failed", reason=str(exc))
+            progress.item(file=name, outcome=IngestItemOutcome.FAILED, reason=str(exc))
             progress.save(failed=job.failed + 1, total=job.total + 1, done=job.done + 1)
 
     # 2. Publish one new index version for everything added (only the new passages are
     # embedded), reporting its progress in passages.
     if job.added or not IndexVersion.objects.filter(live=True).exists():
-        progress.save(phase="indexing")
+        progress.save(phase=IngestPhase.INDEXING)
 
         def indexed(done: int, total: int) -> None:
             IngestJob.objects.filter(pk=job.pk).update(
-                phase="indexing", done=done, total=total, heartbeat_at=timezone.now()
+                phase=IngestPhase.INDEXING, done=done, total=total, heartbeat_at=timezone.now()
             )
 
         version = index_publish(actor=actor, progress=indexed)
@@ -643,7 +647,7 @@ def ingest_job_run(*, job_id: int) -> IngestJob:
     with transaction.atomic():
         progress.save(
             status=IngestStatus.COMPLETE,
-            phase="complete",
+            phase=IngestPhase.COMPLETE,
             finished_at=timezone.now(),
         )
         audit_record(
@@ -705,7 +709,7 @@ def _store_batch(
         typed = replace(extras, original_type=kind)
         stored_all = [guideline_store(doc=doc, actor=actor, extras=typed) for doc in batch]
     for doc, stored in zip(batch, stored_all, strict=True):
-        if stored.outcome == "added":
+        if stored.outcome == IngestItemOutcome.ADDED:
             added += 1
         else:
             duplicates += 1
@@ -721,7 +725,7 @@ def _store_batch(
             progress.item(
                 file=extras.source_name,
                 document=doc.meta.title[:200] or doc.meta.key,
-                outcome="warning",
+                outcome=IngestItemOutcome.WARNING,
                 reason=warning,
             )
     progress.save(
@@ -748,7 +752,7 @@ def ingest_job_fail(*, job_id: int, message: str) -> None:
             pk=job_id, status__in=(IngestStatus.QUEUED, IngestStatus.RUNNING)
         ).update(
             status=IngestStatus.FAILED,
-            phase="failed",
+            phase=IngestPhase.FAILED,
             message=message,
             finished_at=timezone.now(),
         )

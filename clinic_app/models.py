@@ -99,12 +99,31 @@ class IngestStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class IngestPhase(models.TextChoices):
+    """What a running upload job is doing (shown on its page as it goes)."""
+
+    QUEUED = "queued"
+    PARSING = "parsing"
+    INDEXING = "indexing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class IngestItemOutcome(models.TextChoices):
+    """What happened to one document of an upload job (``IngestJob.items[*]["outcome"]``)."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    WARNING = "warning"  # added, with something the admin should check (a row of its own)
+
+
 class IngestJob(models.Model):
     """One upload of one or many files, ingested by a Celery task; progress survives reloads.
 
     ``files``: ``[{"name", "size", "sha256", "path"}]`` staged under the job's own folder
     (``path`` is ours, never the uploader's filename). ``items``: one entry per document, with
-    its outcome (``added``, ``duplicate``, ``failed``) and, when it failed, the reason.
+    its outcome (``IngestItemOutcome``) and, when it failed or warns, the reason.
     """
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
@@ -121,7 +140,7 @@ class IngestJob(models.Model):
     added = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    phase = models.CharField(max_length=40, default="queued")
+    phase = models.CharField(max_length=40, choices=IngestPhase.choices, default=IngestPhase.QUEUED)
     message = models.TextField(blank=True)
     items = models.JSONField(default=list, blank=True)
     index_version = models.PositiveIntegerField(null=True, blank=True)
