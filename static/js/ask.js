@@ -1,5 +1,7 @@
 // Ask page: sends questions over the websocket, renders the streamed answer, and never leaves
 // the clinician with an endless spinner (watchdog + persisted-state repair on every gap).
+import { feedbackBox } from "./feedback.js";
+import { historyEntry, historySearch } from "./history.js";
 import { identifierDetector } from "./identifiers.js";
 import { renderAnswer, weakRanges } from "./render.js";
 import { ChunkSequence } from "./stream.js";
@@ -357,67 +359,8 @@ import { ChunkSequence } from "./stream.js";
   }
 
   // ------------------------------------------------------------------ feedback on the answer
-  const feedbackForm = $("feedback-form"), feedbackStatus = $("feedback-status");
-  const feedbackYes = $("feedback-yes"), feedbackNo = $("feedback-no");
-
-  function feedbackState(fb, note) {
-    feedbackYes.setAttribute("aria-pressed", String(!!fb && fb.helpful));
-    feedbackNo.setAttribute("aria-pressed", String(!!fb && !fb.helpful));
-    feedbackStatus.className = ""; feedbackStatus.textContent = note || "";
-  }
-
-  function renderFeedback(a) {
-    shown = a;
-    const fb = a.feedback;
-    $("feedback").hidden = !FINAL.includes(a.status);
-    feedbackForm.hidden = !(fb && !fb.helpful);
-    $("feedback-category").value = fb && !fb.helpful ? fb.category : "";
-    $("feedback-comment").value = fb ? fb.comment : "";
-    $("feedback-submit").textContent = fb && !fb.helpful ? "Update feedback" : "Send feedback";
-    feedbackState(fb, fb ? "Thanks — recorded" : "");
-  }
-
-  async function sendFeedback(body) {
-    if (!shown) { return; }
-    const answer = shown, token = feedbackForm.querySelector("[name=csrfmiddlewaretoken]").value;
-    feedbackYes.disabled = feedbackNo.disabled = $("feedback-submit").disabled = true;
-    feedbackStatus.className = ""; feedbackStatus.textContent = "Sending…";
-    try {
-      const r = await fetch(`/api/answers/${answer.id}/feedback/`, {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-        body: JSON.stringify(body),
-      });
-      const data = await r.json().catch(() => ({}));
-      if (r.redirected) { throw new Error("your session has ended; sign in again."); }
-      if (!r.ok || !data.feedback) { throw new Error(data.error || `the server answered ${r.status}.`); }
-      answer.feedback = data.feedback;
-      if (shown === answer) {
-        feedbackState(data.feedback, data.message);
-        feedbackForm.hidden = data.feedback.helpful;
-        $("feedback-submit").textContent = data.feedback.helpful ? "Send feedback" : "Update feedback";
-      }
-    } catch (err) {
-      feedbackStatus.className = "error-text";
-      feedbackStatus.textContent = "Feedback not recorded: " + err.message;
-    } finally {
-      feedbackYes.disabled = feedbackNo.disabled = $("feedback-submit").disabled = false;
-    }
-  }
-
-  feedbackYes.addEventListener("click", () => {
-    feedbackForm.hidden = true;
-    sendFeedback({ helpful: true, category: "", comment: "" });
-  });
-  feedbackNo.addEventListener("click", () => {
-    feedbackForm.hidden = false;
-    feedbackStatus.className = ""; feedbackStatus.textContent = "";
-    $("feedback-category").focus();
-  });
-  feedbackForm.addEventListener("submit", (e) => {
-    e.preventDefault();
-    sendFeedback({ helpful: false, category: $("feedback-category").value, comment: $("feedback-comment").value });
-  });
+  const feedback = feedbackBox(() => shown);
+  function renderFeedback(a) { shown = a; feedback.render(a); }
 
   // A citation marker as a button that opens its source (null: no such source, kept as text).
   function citeButton(c) {
@@ -458,21 +401,6 @@ import { ChunkSequence } from "./stream.js";
     panel.hidden = false; panel.focus();
   }
 
-  // One entry per conversation: its first question, how many questions, its latest answer.
-  function historyEntry(id, questionText, status, threadId, turns) {
-    const li = document.createElement("li"), b = document.createElement("button"), s = document.createElement("span");
-    b.type = "button"; b.className = "link history-item"; b.dataset.answerId = id; b.dataset.threadId = threadId || id;
-    b.textContent = questionText.length > 90 ? questionText.slice(0, 89) + "…" : questionText;
-    s.className = "badge status-" + status; s.textContent = status;
-    li.append(b, " ");
-    if (turns > 1) {
-      const t = document.createElement("span"); t.className = "badge turns"; t.textContent = `${turns} questions`;
-      li.append(t, " ");
-    }
-    li.append(s);
-    return li;
-  }
-
   function addHistory(a) {
     const list = $("history"), threadId = a.thread_id || a.id;
     const existing = list.querySelector(`[data-thread-id="${threadId}"]`);
@@ -482,40 +410,7 @@ import { ChunkSequence } from "./stream.js";
     list.prepend(historyEntry(a.id, first, a.status, threadId, a.turn || 1));
   }
 
-  // ---------------------------------------------------------------------- history search
-  // Without this script the search form reloads the page with ?q=; with it, the list is
-  // replaced in place (the answer on display and the websocket stay).
-  const historyQuery = $("history-q");
-  let searchTimer = null, searchSerial = 0;
-
-  async function searchHistory() {
-    const q = historyQuery.value.trim(), serial = ++searchSerial;
-    let data;
-    try {
-      const r = await fetch(`/api/history/?q=${encodeURIComponent(q)}`, { credentials: "same-origin" });
-      if (!r.ok) { throw new Error(`HTTP ${r.status}`); }
-      data = await r.json();
-    } catch (err) { $("history-summary").textContent = "Search failed; try again."; return; }
-    if (serial !== searchSerial) { return; }   // a newer search has started
-    const list = $("history"), summary = $("history-summary");
-    list.textContent = "";
-    for (const item of data.results) { list.append(historyEntry(item.answer_id, item.question, item.status, item.thread_id, item.turns)); }
-    if (!data.results.length) {
-      const li = document.createElement("li"); li.id = "history-empty"; li.className = "muted";
-      li.textContent = q ? "Nothing matches." : "No questions yet."; list.append(li);
-    }
-    summary.textContent = q ? `${data.results.length} match${data.results.length === 1 ? "" : "es"} for “${q}”` : "";
-    const url = new URL(location.href);
-    if (q) { url.searchParams.set("q", q); } else { url.searchParams.delete("q"); }
-    history.replaceState(null, "", url);
-  }
-
-  $("history-search").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(searchTimer); searchHistory(); });
-  historyQuery.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(searchHistory, 300); });
-  const clearLink = $("history-clear");
-  if (clearLink) {
-    clearLink.addEventListener("click", (e) => { e.preventDefault(); historyQuery.value = ""; searchHistory(); });
-  }
+  historySearch();
 
   async function fetchAnswer(id) {
     const r = await fetch(`/api/answers/${id}/`, { credentials: "same-origin" });
