@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from bench.common import cpu_pressure, django_on_scratch_copy, result, write_report  # noqa: E402
 from clinic_app.progress import progress_reporter  # noqa: E402
 
 QUESTIONS = ROOT / "clinic_app" / "eval_data" / "demo_questions.jsonl"
@@ -106,14 +104,7 @@ def main() -> int:
 
     started = time.perf_counter()
     load_average, pressure_at_start = os.getloadavg()[0], cpu_pressure()
-    scratch = Path(tempfile.mkdtemp(prefix="answer-latency-"))
-    shutil.copy2(DATABASE, scratch / "clinic.sqlite3")
-    os.environ["DATABASE_URL"] = f"sqlite:///{scratch / 'clinic.sqlite3'}"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
-    import django
-
-    django.setup()
+    scratch = django_on_scratch_copy(DATABASE, prefix="answer-latency-")
 
     lines = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     questions = [q["question"] for q in lines if q.get("kind") == "answerable"][: args.questions]

@@ -4,6 +4,10 @@ docs/benchmarks.md)."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +55,17 @@ def write_report(name: str, report: dict[str, Any]) -> Path:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return out
+
+
+def django_on_scratch_copy(database: Path, *, prefix: str) -> Path:
+    """Set Django up on a scratch copy of the demo ``database`` (so a benchmark's answers never
+    reach it); returns the scratch folder, for the caller to remove."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    shutil.copy2(database, scratch / "clinic.sqlite3")
+    os.environ["DATABASE_URL"] = f"sqlite:///{scratch / 'clinic.sqlite3'}"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
+    import django
+
+    django.setup()
+    return scratch

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_pressure, result, write_report  # noqa: E402
+from bench.common import cpu_pressure, django_on_scratch_copy, result, write_report  # noqa: E402
 
 DATABASE = ROOT / "var" / "clinic.sqlite3"
 TARGET_MS = 0.05
@@ -69,6 +68,14 @@ class _NoOp:
 @contextmanager
 def _no_timer(_histogram: Any) -> Iterator[None]:
     yield
+
+
+def metrics_off(module: Any) -> dict[str, Any]:
+    """Stand-ins for every metric of ``clinic_app.metrics`` and its helpers, by name."""
+    off: dict[str, Any] = {
+        n: _NoOp() for n in dir(module) if n.isupper() and hasattr(getattr(module, n), "labels")
+    }
+    return off | {"timed": _no_timer, "model_seen": lambda *_a: None}
 
 
 def answer_metric_calls(m: Any, timed: Callable[[Any], Any]) -> tuple[Callable[[], None], ...]:
@@ -101,12 +108,8 @@ def micro(rounds: int, batch: int) -> dict[str, float]:
     from clinic_app import metrics
 
     real = answer_metric_calls(metrics, metrics.timed)
-    noop_module = type("NoOpMetrics", (), {})()
-    for name in dir(metrics):
-        if name.isupper() and hasattr(getattr(metrics, name), "labels"):
-            setattr(noop_module, name, _NoOp())
-    noop_module.model_seen = lambda *_a: None
-    baseline = answer_metric_calls(noop_module, _no_timer)
+    off = metrics_off(metrics)
+    baseline = answer_metric_calls(type("NoOpMetrics", (), off)(), off["timed"])
     samples: dict[str, list[float]] = {k: [] for k in ("before", "after", "noop_b", "noop_a")}
     for r in range(rounds):
         order = [(real, "before", "after"), (baseline, "noop_b", "noop_a")]
@@ -142,14 +145,7 @@ def micro_in_child(mode: str, rounds: int, batch: int) -> dict[str, float]:
 
 def streaming_path(answers: int, tokens: int) -> dict[str, Any]:
     """Median ms per streamed token through ``answer_generate``, metrics on vs off."""
-    scratch = Path(tempfile.mkdtemp(prefix="bench-metrics-db-"))
-    shutil.copy2(DATABASE, scratch / "clinic.sqlite3")
-    os.environ["DATABASE_URL"] = f"sqlite:///{scratch / 'clinic.sqlite3'}"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
-    import django
-
-    django.setup()
+    scratch = django_on_scratch_copy(DATABASE, prefix="bench-metrics-db-")
     from django.conf import settings
     from django.contrib.auth.models import User
 
@@ -164,10 +160,8 @@ def streaming_path(answers: int, tokens: int) -> dict[str, Any]:
     backend = ScriptedBackend(text, chunk_words=1)
     runtime.get_backend = lambda: backend  # type: ignore[assignment]
     user = User.objects.get(username="clinician")
-    real = {n: getattr(metrics, n) for n in dir(metrics) if n.isupper() or n in ("timed",)}
-    real["model_seen"] = metrics.model_seen
-    off: dict[str, Any] = {n: _NoOp() for n in real if n.isupper() and hasattr(real[n], "labels")}
-    off |= {"timed": _no_timer, "model_seen": lambda *_a: None}
+    off = metrics_off(metrics)
+    real = {n: getattr(metrics, n) for n in off}
 
     def one() -> tuple[float, int]:
         answer = services.question_ask(user=user, text=ANSWERABLE_QUESTION, enforce_limits=False)
