@@ -86,7 +86,7 @@ setup: models $(VAR)/secret_key ## Migrate, create demo accounts and build the d
 run: ENGINE_BUILD = --background
 run: setup ## Serve http://127.0.0.1:8000 on the embedded default
 	@# Which engine answers faster on this machine is measured once, in the background (about a
-	@# minute); the app uses it from then on (clinic_app/runtime.py).
+	@# minute); the app uses it from then on (clinic_app/core/runtime.py).
 	@mkdir -p $(VAR)/log && nohup nice -n 10 $(VPY) manage.py calibrate_engine --if-needed \
 		> $(VAR)/log/calibrate-engine.log 2>&1 < /dev/null &
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"

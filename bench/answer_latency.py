@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, django_on_scratch_copy, result, write_report  # noqa: E402
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 
 QUESTIONS = ROOT / "clinic_app" / "eval_data" / "demo_questions.jsonl"
 DATABASE = ROOT / "var" / "clinic.sqlite3"
@@ -57,8 +57,9 @@ def ask_once(question: str, variant: dict[str, str]) -> dict[str, Any]:
     from django.conf import settings
     from django.contrib.auth.models import User
 
-    from clinic_app import runtime, services
-    from clinic_app.streaming import CollectingSink
+    from clinic_app.answers import services
+    from clinic_app.answers.streaming import CollectingSink
+    from clinic_app.core import runtime
 
     for name, value in variant.items():
         setattr(settings, name, value)

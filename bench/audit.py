@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import Progress, progress_reporter  # noqa: E402
+from clinic_app.core.progress import Progress, progress_reporter  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_VERIFY_100K_S = 10.0
@@ -55,7 +55,7 @@ def configure(database_url: str, var_dir: Path) -> None:
 
 def populate(n: int, progress: Progress) -> None:
     """``n`` chained events written in bulk (INSERT is all the triggers allow), and the head."""
-    from clinic_app.audit_chain import GENESIS_HASH, event_hash, timestamp_text
+    from clinic_app.audit.chain import GENESIS_HASH, event_hash, timestamp_text
     from clinic_app.models import AuditEvent, AuditHead
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,7 +85,7 @@ def populate(n: int, progress: Progress) -> None:
 
 
 def time_verify() -> tuple[float, int]:
-    from clinic_app import audit
+    from clinic_app.audit import record as audit
 
     started = time.perf_counter()
     report = audit.audit_verify()
@@ -96,7 +96,7 @@ def time_verify() -> tuple[float, int]:
 
 
 def time_read() -> float:
-    from clinic_app.audit import chain_events
+    from clinic_app.audit.record import chain_events
 
     started = time.perf_counter()
     count = sum(1 for _ in chain_events())
@@ -110,7 +110,7 @@ def time_appends(n: int, progress: Progress) -> tuple[list[float], list[float]]:
     ``progress`` is called after each pair, outside both timings."""
     from django.db import transaction
 
-    from clinic_app.audit import audit_record
+    from clinic_app.audit.record import audit_record
     from clinic_app.models import AuditEvent
 
     chained, plain = [], []

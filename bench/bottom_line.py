@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 from inference.prompts import PROFILES, SourcePassage, render  # noqa: E402
 
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"

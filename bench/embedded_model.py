@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 from inference.backends import Backend, load_backend  # noqa: E402
 from inference.backends.llamacpp_backend import SHIPPED_GGUF, gguf_precision  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
@@ -140,7 +140,7 @@ def default_rows(
 
 
 def default_generator(model_dir: Path) -> str:
-    """The variant label the app's defaults pick on this machine (see clinic_app.runtime)."""
+    """The variant label the app's defaults pick on this machine (see clinic_app.core.runtime)."""
     if importlib.util.find_spec("llama_cpp") and (model_dir / SHIPPED_GGUF).is_file():
         return f"llamacpp_{gguf_precision(AUTO).dtype}"
     return f"transformers_{dtype_resolve(AUTO, device='cpu').dtype}"

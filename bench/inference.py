@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, write_report  # noqa: E402
-from clinic_app.progress import Progress, progress_reporter  # noqa: E402
+from clinic_app.core.progress import Progress, progress_reporter  # noqa: E402
 from inference.backends.vllm_backend import VLLMBackend  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 from tests.inference.conftest import (  # noqa: E402

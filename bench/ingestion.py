@@ -8,8 +8,8 @@
    150,1500`` gives guideline-sized records, about four passages each.
 2. Candidate, in a child process on a scratch SQLite database and VAR_DIR (the embedded
    default: no DATABASE_URL, no Redis): migrate, a guideline admin, then the upload path
-   without HTTP. ``library.ingest_job_create`` stages the file and, on commit, queues the
-   ingest task on the in-process library pool, which runs ``library.ingest_job_run`` (the
+   without HTTP. ``uploads.ingest_job_create`` stages the file and, on commit, queues the
+   ingest task on the in-process library pool, which runs ``uploads.ingest_job_run`` (the
    function a Celery worker runs): parse in the isolated child, chunk, store, embed, publish.
    Timed from the upload to the job's completion, which is watched by polling the job row
    (what the progress page does); the embedder is loaded first, as in a running worker. Peak
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import Progress, progress_reporter  # noqa: E402
+from clinic_app.core.progress import Progress, progress_reporter  # noqa: E402
 
 SEED = 6
 DEFAULT_WORDS = (60, 240)
@@ -315,7 +315,7 @@ def sample_parser_peaks(peaks: dict[int, int]) -> None:
 
 def warm_embedder() -> tuple[dict[str, int], float]:
     """Load the app's embedder before timing (a worker has it loaded); returns threads, s."""
-    from clinic_app import runtime
+    from clinic_app.core import runtime
 
     threads = runtime.configure_threads()
     started = time.perf_counter()
@@ -332,7 +332,7 @@ def candidate(work: Path, records: int) -> dict[str, Any]:
     from django.core.files.uploadedfile import UploadedFile
     from django.core.management import call_command
 
-    from clinic_app import library
+    from clinic_app.library import uploads
     from clinic_app.models import Guideline, IndexVersion, IngestJob, IngestStatus, Passage, Role
 
     call_command("migrate", verbosity=0)
@@ -351,7 +351,7 @@ def candidate(work: Path, records: int) -> dict[str, Any]:
             content_type="application/jsonl",
             size=data.stat().st_size,
         )
-        job = library.ingest_job_create(user=admin, files=[upload], metadata={})
+        job = uploads.ingest_job_create(user=admin, files=[upload], metadata={})
     staged_s = time.perf_counter() - started
 
     # 2. Watch the job as the progress page does, noting when each phase is first seen, and
@@ -447,7 +447,7 @@ def baseline(work: Path, records: int) -> dict[str, Any]:
     """The bare embedder on the candidate's texts; then the parse and chunk costs, untimed."""
     from django.conf import settings
 
-    from clinic_app import runtime
+    from clinic_app.core import runtime
 
     threads, load_s = warm_embedder()
     embedder = runtime.get_embedder()

@@ -71,7 +71,8 @@ def _no_timer(_histogram: Any) -> Iterator[None]:
 
 
 def metrics_off(module: Any) -> dict[str, Any]:
-    """Stand-ins for every metric of ``clinic_app.metrics`` and its helpers, by name."""
+    """Stand-ins for every metric of ``clinic_app.observability.metrics`` and its helpers, by
+    name."""
     off: dict[str, Any] = {
         n: _NoOp() for n in dir(module) if n.isupper() and hasattr(getattr(module, n), "labels")
     }
@@ -105,7 +106,7 @@ def answer_metric_calls(m: Any, timed: Callable[[Any], Any]) -> tuple[Callable[[
 def micro(rounds: int, batch: int) -> dict[str, float]:
     """In this process (its metrics mode set by the environment): median microseconds per
     answer of the metric calls before the first token and after the last, real vs no-op."""
-    from clinic_app import metrics
+    from clinic_app.observability import metrics
 
     real = answer_metric_calls(metrics, metrics.timed)
     off = metrics_off(metrics)
@@ -149,8 +150,10 @@ def streaming_path(answers: int, tokens: int) -> dict[str, Any]:
     from django.conf import settings
     from django.contrib.auth.models import User
 
-    from clinic_app import metrics, runtime, services
-    from clinic_app.streaming import CollectingSink
+    from clinic_app.answers import services
+    from clinic_app.answers.streaming import CollectingSink
+    from clinic_app.core import runtime
+    from clinic_app.observability import metrics
     from inference.testing import ScriptedBackend
     from tests.conftest import ANSWERABLE_QUESTION
 

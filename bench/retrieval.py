@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 from retrieval.chunking import chunk_sections, embedding_text  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.index import HNSW_M, VectorIndex, set_faiss_threads  # noqa: E402

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from clinic_app import runtime
+    from clinic_app.core import runtime
 
     embedder = runtime.get_embedder()
     embedder.encode(sample[:2])  # warm

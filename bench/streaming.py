@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 
 MODEL = "fixed-rate-model"
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -496,7 +496,7 @@ def main(argv: list[str]) -> int:
         "setup": {
             "path": "websockets -> uvicorn -> Celery worker (threads) -> VLLMBackend; "
             "chunks via RedisPubSubChannelLayer on Redis; PostgreSQL database; text "
-            "checkpointed at most every STREAM_CHECKPOINT_MS (default 250 ms)",
+            "checkpointed at most every STREAM_SNAPSHOT_MS (default 250 ms)",
             "stream_flush_ms": args.flush_ms,
             "backend": f"fixed-rate server, {args.tokens} tokens every {args.interval_ms:g} ms",
             "worker_pool": f"{args.workers} processes, threads, "

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
-from clinic_app.progress import progress_reporter  # noqa: E402
+from clinic_app.core.progress import progress_reporter  # noqa: E402
 
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 THRESHOLDS = [round(0.20 + 0.05 * i, 2) for i in range(11)]  # 0.20 .. 0.70
@@ -176,8 +176,9 @@ def own_sets_curve(
     """
     from django.conf import settings
 
-    from clinic_app import runtime, services
-    from clinic_app.evaluation import questions_load
+    from clinic_app.answers import services
+    from clinic_app.core import runtime
+    from clinic_app.evaluation.datasets import questions_load
     from clinic_app.models import Passage
 
     eval_dir = ROOT / "clinic_app" / "eval_data"
@@ -268,7 +269,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from clinic_app import runtime
+    from clinic_app.core import runtime
     from retrieval.search import Retriever
 
     threads = runtime.configure_threads()  # the app's FAISS and torch thread counts

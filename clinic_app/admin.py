@@ -14,7 +14,8 @@ from django.contrib.auth.models import Group, User
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from clinic_app.audit import audit_record
+from clinic_app.audit.record import audit_record
+from clinic_app.core.client_ip import client_ip
 from clinic_app.models import Answer, Guideline, IndexVersion, Question
 
 
@@ -28,7 +29,7 @@ class AuditedAdminMixin:
             actor=request.user,
             object_type=obj._meta.model_name or "",
             object_id=obj.pk,
-            source_ip=str(request.META.get("REMOTE_ADDR", "")),
+            source_ip=client_ip(request),
             details={"object": str(obj)[:200], "change": str(message)[:2000]},
         )
 
@@ -83,7 +84,7 @@ class ClinicalRecordAdmin(admin.ModelAdmin):
             actor=request.user,
             object_type=self.model._meta.model_name or "",
             object_id=object_id,
-            source_ip=str(request.META.get("REMOTE_ADDR", "")),
+            source_ip=client_ip(request),
             details=details,
         )
 

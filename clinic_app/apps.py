@@ -9,7 +9,8 @@ class ClinicAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from clinic_app import login_lockout, signals  # noqa: F401  (connect the audit receivers)
-        from clinic_app.audit_triggers import connection_prepare
+        # Imported for their receivers: sign-in, sign-out and role-change audit records.
+        from clinic_app.accounts import login_lockout, signals  # noqa: F401
+        from clinic_app.audit.triggers import connection_prepare
 
         connection_created.connect(connection_prepare, dispatch_uid="clinic_audit_guard")

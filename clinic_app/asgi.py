@@ -15,10 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from clinic_app.accounts.permissions import user_has_role  # noqa: E402
 from clinic_app.asgi_limits import BodySizeLimit, Scope, session_key, session_user  # noqa: E402
 from clinic_app.models import Role  # noqa: E402
 from clinic_app.routing import websocket_urlpatterns  # noqa: E402
-from clinic_app.selectors import user_has_role  # noqa: E402
 
 
 @database_sync_to_async

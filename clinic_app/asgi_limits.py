@@ -30,7 +30,7 @@ from django.core.exceptions import ValidationError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
-from clinic_app.sessions import session_expired_reason
+from clinic_app.accounts.sessions import session_expired_reason
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

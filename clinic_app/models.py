@@ -262,7 +262,7 @@ class Citation(models.Model):
 class AuditEvent(models.Model):
     """An append-only record of who did what, when, from where, to which object, and the outcome.
 
-    Events form a hash chain (see ``clinic_app/audit_chain.py``): ``seq`` counts from 1 without
+    Events form a hash chain (see ``clinic_app/audit/chain.py``): ``seq`` counts from 1 without
     gaps, ``prev_hash`` is the previous event's ``hash``. The database refuses UPDATE, DELETE and
     TRUNCATE on this table (triggers in migration 0002). Write through ``audit.audit_record``.
     """

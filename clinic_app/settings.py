@@ -72,7 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First, so that every later record of the request carries its id.
-    "clinic_app.logs.RequestIdMiddleware",
+    "clinic_app.core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -80,8 +80,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "clinic_app.sessions.SessionLifetimeMiddleware",
-    "clinic_app.middleware.ActingUserMiddleware",
+    "clinic_app.accounts.sessions.SessionLifetimeMiddleware",
+    "clinic_app.core.middleware.ActingUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
@@ -101,7 +101,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "clinic_app.context_processors.roles",
+                "clinic_app.accounts.context_processors.roles",
             ]
         },
     }
@@ -148,7 +148,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery: with REDIS_URL tasks go to worker processes; without it they run in-process, on a
-# thread pool so the websocket consumer never blocks (see clinic_app.tasks.enqueue).
+# thread pool so the websocket consumer never blocks (see clinic_app.answers.tasks.enqueue).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_INPROCESS = not CELERY_BROKER_URL
 CELERY_TASK_SERIALIZER = "json"
@@ -261,8 +261,9 @@ FOLLOW_UP_QUERY = env_choice(
     "FOLLOW_UP_QUERY", "fallback", ("alone", "previous", "thread", "fused", "fallback")
 )
 STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 75, minimum=1)
-# The text streamed so far is saved at most this often (a reload or a gap resumes from it).
-STREAM_CHECKPOINT_MS = env_int("STREAM_CHECKPOINT_MS", 250, minimum=0)
+# The text streamed so far is saved (a snapshot) at most this often; a reload or a gap resumes
+# from it. (Named STREAM_CHECKPOINT_MS before 2026-12.)
+STREAM_SNAPSHOT_MS = env_int("STREAM_SNAPSHOT_MS", 250, minimum=0)
 # Attempts at one answer; a task is redelivered when its worker dies mid-answer.
 ANSWER_MAX_ATTEMPTS = env_int("ANSWER_MAX_ATTEMPTS", 2, minimum=1)
 
@@ -278,7 +279,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"  # the home view sends each role to its own page
 LOGOUT_REDIRECT_URL = "login"
 # A session ends this long after sign-in, or after this long without a request or websocket
-# message (clinic_app.sessions: HTTP middleware and the websocket consumer alike).
+# message (clinic_app.accounts.sessions: HTTP middleware and the websocket consumer alike).
 SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=1)
 SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=1)
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
@@ -313,7 +314,7 @@ SECURE_PROXY_SSL_HEADER = (
 )
 # Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks). A request's
 # client address is the right-most X-Forwarded-For entry that is not one of them, and only when
-# the connection itself comes from one (clinic_app.client_ip); empty: the connecting address.
+# the connection itself comes from one (clinic_app.core.client_ip); empty: the connecting address.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
 for _proxy in TRUSTED_PROXIES:
     try:
@@ -360,8 +361,8 @@ LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "clinic_app.client_ip.client_ip"
-AXES_LOCKOUT_CALLABLE = "clinic_app.login_lockout.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "clinic_app.core.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "clinic_app.accounts.login_lockout.login_locked_out"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins and sign-outs are already in the audit trail
 AXES_VERBOSE = False  # no start-up banner in every command's output
@@ -408,9 +409,10 @@ USE_TZ = True
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 # plain: "time level logger message"; json: one JSON object per line with request_id, answer_id
-# and job_id fields (clinic_app/logs.py). Either way records carry ids, never question text.
-# Prometheus metrics (clinic_app/metrics.py) at /<METRICS_PATH>: with METRICS_TOKEN, scrapers
-# send it as a bearer token; without one, only loopback clients are answered.
+# and job_id fields (clinic_app/core/logs.py). Either way records carry ids, never question text.
+# Prometheus metrics (clinic_app/observability/metrics.py) at /<METRICS_PATH>: with
+# METRICS_TOKEN, scrapers send it as a bearer token; without one, only loopback clients are
+# answered.
 METRICS_PATH = env_str("METRICS_PATH", "metrics").strip("/")
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 if not METRICS_PATH:
@@ -419,10 +421,10 @@ LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "clinic_app.logs.ContextFilter"}},
+    "filters": {"context": {"()": "clinic_app.core.logs.ContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "clinic_app.logs.JsonFormatter"},
+        "json": {"()": "clinic_app.core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

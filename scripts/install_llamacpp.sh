@@ -12,7 +12,7 @@
 # --background (what `make run` uses): when the wheel has to be built, build it in the background
 # at low priority (log: var/log/llamacpp-build.log) and return at once; the app serves on the
 # transformers engine meanwhile and switches to llama.cpp by itself when it is installed
-# (clinic_app/runtime.py). Installed already, or a cached wheel: the same as without the flag.
+# (clinic_app/core/runtime.py). Installed already, or a cached wheel: the same as without the flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPY=${VPY:-.venv/bin/python}

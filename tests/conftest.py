@@ -51,13 +51,13 @@ def django_db_setup(django_db_setup: None, django_db_blocker, index_dir: Path) -
     from django.conf import settings
     from django.core.management import call_command
 
-    from clinic_app import services
+    from clinic_app.library import ingest
 
     settings.INDEX_DIR = index_dir
     with django_db_blocker.unblock():
         os.environ.setdefault("DEMO_PASSWORD", "test-password-123")
         call_command("setup_demo", "--skip-corpus", verbosity=0)
-        services.guidelines_ingest(documents=test_documents(), actor="tests")
+        ingest.guidelines_ingest(documents=test_documents(), actor="tests")
         call_command("dumpdata", *SEED_MODELS, output=str(index_dir / "seed.json"), verbosity=0)
 
 
@@ -91,7 +91,7 @@ def _flush_may_empty_the_audit_log() -> Iterator[None]:
     """
     from django.core.management.commands.flush import Command
 
-    from clinic_app.audit_triggers import audit_maintenance
+    from clinic_app.audit.triggers import audit_maintenance
 
     original = Command.handle
 

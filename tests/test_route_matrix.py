@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from clinic_app import audit, services
+from clinic_app.answers import services
+from clinic_app.audit import record as audit
 from clinic_app.models import Feedback, FeedbackCategory, IngestJob, Passage
 from clinic_app.routing import websocket_urlpatterns
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from django.db import migrations, models
 
-from clinic_app.audit_chain import GENESIS_HASH, event_hash, timestamp_text
-from clinic_app.audit_triggers import triggers_install, triggers_remove
+from clinic_app.audit.chain import GENESIS_HASH, event_hash, timestamp_text
+from clinic_app.audit.triggers import triggers_install, triggers_remove
 
 
 def chain_existing(apps: Any, schema_editor: Any) -> None:

@@ -2,7 +2,7 @@
 
 ``SET clinic.audit_maintenance = 'on'`` now lets only the tables' owner (or a member of
 ``clinic_audit_maintainer``) change audit rows; checkpoints become append-only; the head may only
-move forward and can no longer be deleted or truncated. See ``clinic_app/audit_triggers.py``.
+move forward and can no longer be deleted or truncated. See ``clinic_app/audit/triggers.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import migrations
 
-from clinic_app.audit_triggers import guards_install, guards_remove
+from clinic_app.audit.triggers import guards_install, guards_remove
 
 
 def install(apps: Any, schema_editor: Any) -> None:

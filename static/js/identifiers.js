@@ -1,5 +1,5 @@
 // Patient-identifier detector for the ask page (an ES module). The patterns are
-// clinic_app/identifiers.py's, rendered into the page as JSON (#identifier-config) and handed to
+// clinic_app/answers/identifiers.py's, rendered into the page as JSON (#identifier-config) and handed to
 // identifierDetector, so the browser and the server match alike; the checks after matching
 // (digit counts, NHS checksum, overlaps) mirror that module and tests run the same cases
 // through both (tests/clinic_app/data/identifier_cases.json).

@@ -9,9 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from clinic_app import runtime, services
+from clinic_app.answers import services
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.core import runtime
 from clinic_app.models import Answer, AnswerStatus, AuditEvent
-from clinic_app.streaming import CollectingSink
 from inference.testing import ScriptedBackend
 from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION, free_port
 
@@ -233,7 +234,7 @@ def test_an_unreachable_cache_does_not_stop_an_answer(
 
 
 def test_a_failing_channel_layer_never_breaks_generation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clinic_app import streaming
+    from clinic_app.answers import streaming
 
     calls: list[str] = []
 
@@ -250,14 +251,14 @@ def test_a_failing_channel_layer_never_breaks_generation(monkeypatch: pytest.Mon
     assert sink.seq == 2  # numbering goes on, so the page sees the gap and repairs it
 
 
-def test_streamed_text_is_checkpointed_with_its_sequence_number(
+def test_streamed_text_is_saved_as_snapshots_with_its_sequence_number(
     clinician: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While the answer streams, the database holds a whole prefix of what was published:
     the text of chunks 1..chunks_sent, so a reload or a gap resumes from it."""
     from functools import partial
 
-    from clinic_app import streaming
+    from clinic_app.answers import streaming
 
     published: list[dict] = []  # type: ignore[type-arg]
     saved: list[tuple[int, str]] = []
@@ -275,8 +276,8 @@ def test_streamed_text_is_checkpointed_with_its_sequence_number(
     sink = streaming.ChannelSink(
         answer.pk,
         flush_ms=0,
-        checkpoint=partial(services.answer_checkpoint, answer.pk),
-        checkpoint_ms=0,
+        snapshot=partial(services.answer_snapshot_save, answer.pk),
+        snapshot_ms=0,
     )
     done = services.answer_generate(answer_id=answer.pk, sink=sink)
     assert done.status == AnswerStatus.COMPLETE
@@ -289,8 +290,8 @@ def test_streamed_text_is_checkpointed_with_its_sequence_number(
     assert published[-1]["answer"]["text"] == done.text
 
 
-def test_checkpoints_are_throttled_and_never_break_generation() -> None:
-    from clinic_app import streaming
+def test_snapshots_are_throttled_and_never_break_generation() -> None:
+    from clinic_app.answers import streaming
 
     saves: list[int] = []
 
@@ -298,27 +299,27 @@ def test_checkpoints_are_throttled_and_never_break_generation() -> None:
         saves.append(seq)
         raise RuntimeError("database unavailable")
 
-    sink = streaming.ChannelSink(1, flush_ms=0, checkpoint=failing, checkpoint_ms=60_000)
+    sink = streaming.ChannelSink(1, flush_ms=0, snapshot=failing, snapshot_ms=60_000)
     sink._publish = lambda message, final=False: None  # type: ignore[method-assign]
     sink.begin(1)
     for word in ("one ", "two ", "three "):
         sink.text(word)
     assert saves == [] and sink.seq == 3  # within the interval: published, not saved
-    sink.checkpoint_s = 0
+    sink.snapshot_s = 0
     sink.text("four ")
     assert saves == [4]  # the failure was logged, generation goes on
     sink.text("five ")
     assert saves == [4, 5]
 
 
-def test_a_checkpoint_from_a_replaced_attempt_changes_nothing(clinician: User) -> None:
+def test_a_snapshot_from_a_replaced_attempt_changes_nothing(clinician: User) -> None:
     answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
     Answer.objects.filter(pk=answer.pk).update(
         status=AnswerStatus.STREAMING, attempts=2, text="second attempt", chunks_sent=3
     )
-    assert not services.answer_checkpoint(answer.pk, 1, 9, "a lost worker's late write")
-    assert services.answer_checkpoint(answer.pk, 2, 4, "second attempt goes on")
+    assert not services.answer_snapshot_save(answer.pk, 1, 9, "a lost worker's late write")
+    assert services.answer_snapshot_save(answer.pk, 2, 4, "second attempt goes on")
     Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.COMPLETE, text="final")
-    assert not services.answer_checkpoint(answer.pk, 2, 5, "after the final save")
+    assert not services.answer_snapshot_save(answer.pk, 2, 5, "after the final save")
     answer.refresh_from_db()
     assert (answer.text, answer.chunks_sent) == ("final", 4)

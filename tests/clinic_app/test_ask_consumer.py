@@ -8,8 +8,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
+from clinic_app.answers.consumers import CLOSE_FORBIDDEN, MAX_MESSAGE_BYTES
 from clinic_app.asgi import application
-from clinic_app.consumers import CLOSE_FORBIDDEN, MAX_MESSAGE_BYTES
 from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
 
 pytestmark = [pytest.mark.usefixtures("seeded_db"), pytest.mark.asyncio]
@@ -156,7 +156,7 @@ async def test_following_an_answer_whose_task_was_lost_ends_it_with_a_clear_fail
     from channels.db import database_sync_to_async
     from django.utils import timezone
 
-    from clinic_app import services
+    from clinic_app.answers import services
     from clinic_app.models import Answer, AnswerStatus, AuditEvent
 
     clinician = (await users())["clinician"]

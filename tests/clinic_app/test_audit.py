@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from clinic_app import audit
-from clinic_app.audit_chain import GENESIS_HASH, ChainEvent, event_hash
-from clinic_app.audit_triggers import audit_maintenance
+from clinic_app.audit import record as audit
+from clinic_app.audit.chain import GENESIS_HASH, ChainEvent, event_hash
+from clinic_app.audit.triggers import audit_maintenance
 from clinic_app.models import AuditCheckpoint, AuditEvent, AuditHead
 from tests.live import app_env
 
@@ -223,7 +223,7 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 PG_RECORD = (
-    "from clinic_app.audit import audit_record\n"
+    "from clinic_app.audit.record import audit_record\n"
     "for i in range(5): audit_record(action='question.asked', actor='dr.pg', object_id=i)\n"
 )
 
@@ -256,7 +256,7 @@ def test_postgresql_refuses_raw_update_delete_and_truncate(
 def test_postgresql_concurrent_writers_never_fork_the_chain(pg_database: dict[str, str]) -> None:
     """Three processes append at once; the head-row lock serialises them into one chain."""
     script = (
-        "from clinic_app.audit import audit_record\n"
+        "from clinic_app.audit.record import audit_record\n"
         "for i in range(40): audit_record(action='question.asked', actor='w', object_id=i)\n"
     )
     writers = [
@@ -299,7 +299,7 @@ def test_an_action_whose_event_cannot_be_written_does_not_happen(
     """The event is written in the action's transaction: no event, no action."""
     from django.contrib.auth.models import User
 
-    from clinic_app import services
+    from clinic_app.answers import services
     from clinic_app.models import Question
 
     def refuse(**fields: object) -> None:

@@ -1,6 +1,6 @@
 """The hash chain detects every single edit, deletion, insertion, reordering and flipped byte.
 
-Pure tests on ``clinic_app.audit_chain`` over a chain of 10,000 events (no database).
+Pure tests on ``clinic_app.audit.chain`` over a chain of 10,000 events (no database).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinic_app.audit_chain import (
+from clinic_app.audit.chain import (
     GENESIS_HASH,
     ChainEvent,
     checkpoint_sign,
@@ -20,7 +20,7 @@ from clinic_app.audit_chain import (
     event_hash,
     timestamp_text,
 )
-from clinic_app.audit_chain import chain_verify as verify
+from clinic_app.audit.chain import chain_verify as verify
 
 N = 10_000
 KEY = b"test-checkpoint-key"

@@ -15,12 +15,13 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import Client
 
-from clinic_app import audit, services
-from clinic_app.audit_chain import event_hash
-from clinic_app.audit_export import csv_cell
-from clinic_app.audit_triggers import audit_maintenance
+from clinic_app.answers import services
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.audit import record as audit
+from clinic_app.audit.chain import event_hash
+from clinic_app.audit.export import csv_cell
+from clinic_app.audit.triggers import audit_maintenance
 from clinic_app.models import Answer, AnswerStatus, AuditEvent, Citation, Passage, Role
-from clinic_app.streaming import CollectingSink
 from tests.conftest import OFF_TOPIC_QUESTION
 
 pytestmark = pytest.mark.django_db
@@ -362,7 +363,7 @@ def test_under_asgi_the_export_streams_batches_instead_of_collecting_them(
     from asgiref.sync import async_to_sync
     from django.test import AsyncRequestFactory
 
-    from clinic_app.views import audit_export_jsonl
+    from clinic_app.audit.views import audit_export_jsonl
 
     for i in range(3):
         audit.audit_record(action="test.asgi", actor="dr.s", object_id=i)

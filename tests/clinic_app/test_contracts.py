@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from clinic_app import services
-from clinic_app.contracts import AnswerPayload, BasisPayload
-from clinic_app.selectors import answer_payload
-from clinic_app.streaming import CollectingSink, unrecorded_failure
+from clinic_app.answers import services
+from clinic_app.answers.contracts import AnswerPayload, BasisPayload
+from clinic_app.answers.selectors import answer_payload
+from clinic_app.answers.streaming import CollectingSink, unrecorded_failure
 from inference.types import FlagKind
 from tests.conftest import OFF_TOPIC_QUESTION, ROOT
 

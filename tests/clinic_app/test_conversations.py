@@ -11,9 +11,10 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from clinic_app import runtime, selectors, services
+from clinic_app.answers import selectors, services
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.core import runtime
 from clinic_app.models import Answer, AnswerStatus, AuditEvent, Question
-from clinic_app.streaming import CollectingSink
 from inference.testing import ScriptedBackend
 from tests.conftest import ANSWERABLE_QUESTION
 
@@ -237,17 +238,17 @@ def test_audit_exports_carry_the_thread_of_every_question(clinician: User, audit
 
 
 def test_follow_up_of_must_name_an_earlier_line_followed_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from clinic_app import evaluation
+    from clinic_app.evaluation import datasets
 
-    def load(*lines: str) -> list[evaluation.EvalQuestion]:
+    def load(*lines: str) -> list[datasets.EvalQuestion]:
         path = tmp_path / "set.jsonl"
         path.write_text("\n".join(lines), encoding="utf-8")
-        return evaluation.questions_load(path=path)
+        return datasets.questions_load(path=path)
 
     first = '{"id": "a", "kind": "out_of_scope", "question": "Football?"}'
-    with pytest.raises(evaluation.DatasetError, match="earlier line"):
+    with pytest.raises(datasets.DatasetError, match="earlier line"):
         load('{"id": "b", "kind": "out_of_scope", "question": "And?", "follow_up_of": "a"}', first)
-    with pytest.raises(evaluation.DatasetError, match="followed up 2 times"):
+    with pytest.raises(datasets.DatasetError, match="followed up 2 times"):
         load(
             first,
             '{"id": "b", "kind": "out_of_scope", "question": "And?", "follow_up_of": "a"}',
@@ -259,7 +260,7 @@ def test_follow_up_of_must_name_an_earlier_line_followed_once(tmp_path) -> None:
         '{"id": "b", "kind": "out_of_scope", "question": "And?", "follow_up_of": "a"}',
     )
     # Choosing a follow-up brings its first turn along, in the file's order.
-    chosen = evaluation.questions_select(questions, ids=["b"])
+    chosen = datasets.questions_select(questions, ids=["b"])
     assert [q.id for q in chosen] == ["a", "b"]
 
 
@@ -267,12 +268,14 @@ def test_the_follow_up_set_is_asked_as_conversations_and_reported_by_turn(
     clinician: User, scripted: Callable[[str], ScriptedBackend]
 ) -> None:
     """A subset of the project's follow-up set whose sources are in the test library."""
-    from pathlib import Path
 
-    from clinic_app import evaluation
+    from clinic_app.evaluation import datasets
+    from clinic_app.evaluation.questions import questions_evaluate
+    from clinic_app.evaluation.report import report_render
+    from clinic_app.evaluation.run import evaluation_user
 
-    path = Path(evaluation.__file__).parent / "eval_data" / "follow_up_questions.jsonl"
-    questions = evaluation.questions_load(path=path)
+    path = datasets.EVAL_DATA / "follow_up_questions.jsonl"
+    questions = datasets.questions_load(path=path)
     follow_ups = [q for q in questions if q.follow_up_of]
     assert len(follow_ups) >= 20
     slice_ = [
@@ -285,12 +288,10 @@ def test_the_follow_up_set_is_asked_as_conversations_and_reported_by_turn(
         )
     ]
     assert slice_, "the set has conversations over the test library's guidelines"
-    chosen = evaluation.questions_select(questions, ids=slice_)
+    chosen = datasets.questions_select(questions, ids=slice_)
     scripted("The sources answer this [S1].")
-    user = evaluation.evaluation_user()
-    report = evaluation.questions_evaluate(
-        path=path, questions=chosen, total=len(questions), user=user
-    )
+    user = evaluation_user()
+    report = questions_evaluate(path=path, questions=chosen, total=len(questions), user=user)
     rows = {r["id"]: r for r in report.items}
     assert all(rows[q.id]["turn"] == (2 if q.follow_up_of else 1) for q in chosen)
     asked = Question.objects.filter(user=user, turn=2)
@@ -298,4 +299,4 @@ def test_the_follow_up_set_is_asked_as_conversations_and_reported_by_turn(
     assert all(q.follow_up_of is not None for q in asked)
     by_turn = report.summary["by_turn"]
     assert sum(by_turn["follow_up"]["counts"].values()) == asked.count()
-    assert "First questions and follow-ups" in evaluation.report_render(report)
+    assert "First questions and follow-ups" in report_render(report)

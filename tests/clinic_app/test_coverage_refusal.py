@@ -6,10 +6,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from clinic_app import runtime, services
+from clinic_app.answers import services
+from clinic_app.answers.selectors import answer_payload
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.core import runtime
 from clinic_app.models import Answer, AnswerStatus, AuditEvent
-from clinic_app.selectors import answer_payload
-from clinic_app.streaming import CollectingSink
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from clinic_app import runtime
+from clinic_app.core import runtime
 from inference.backends.llamacpp_backend import LlamaCppBackend
 from inference.backends.transformers_backend import TransformersBackend
 

@@ -15,23 +15,16 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from clinic_app import evaluation
-from clinic_app.evaluation import (
-    DatasetError,
-    PubMedQARow,
-    decision_parse,
-    decision_read,
-    fact_found,
-    prompt_leak,
-    pubmedqa_summary,
-    questions_load,
-    timing,
-)
+from clinic_app.evaluation import datasets, pubmedqa, reading
+from clinic_app.evaluation.datasets import DatasetError, questions_load
+from clinic_app.evaluation.pubmedqa import PubMedQARow, pubmedqa_summary
+from clinic_app.evaluation.reading import decision_parse, decision_read, fact_found, prompt_leak
+from clinic_app.evaluation.run import timing
 from clinic_app.models import Guideline, IndexVersion, Question
 from inference.prompts import ANSWER_CUE, INSTRUCTIONS
 from tests.conftest import TEST_GUIDELINES
 
-DEMO_QUESTIONS = Path(evaluation.__file__).parent / "eval_data" / "demo_questions.jsonl"
+DEMO_QUESTIONS = datasets.EVAL_DATA / "demo_questions.jsonl"
 
 
 # ------------------------------------------------------------------------- decisions
@@ -107,11 +100,11 @@ def test_required_facts_match_substrings_and_regexes_case_insensitively() -> Non
 
 
 def test_an_answer_of_citation_markers_alone_is_empty() -> None:
-    assert evaluation.answer_is_empty("[S1] [S2] [S3] [S4] [S5]")
-    assert evaluation.answer_is_empty("[1] [S1]")
-    assert not evaluation.answer_is_empty("[S1] Give spironolactone 25 mg daily.")
-    assert not evaluation.answer_is_empty("yes [S1]")
-    assert evaluation.answer_words("yes [S1]") == 1
+    assert reading.answer_is_empty("[S1] [S2] [S3] [S4] [S5]")
+    assert reading.answer_is_empty("[1] [S1]")
+    assert not reading.answer_is_empty("[S1] Give spironolactone 25 mg daily.")
+    assert not reading.answer_is_empty("yes [S1]")
+    assert reading.answer_words("yes [S1]") == 1
 
 
 def test_prompt_leak_finds_the_instructions_but_not_the_sanctioned_refusal() -> None:
@@ -228,7 +221,7 @@ def test_an_expected_source_missing_from_the_library_fails_before_any_question(
 def test_an_unknown_id_is_an_error() -> None:
     questions = questions_load(path=DEMO_QUESTIONS)
     with pytest.raises(DatasetError, match="unknown question id"):
-        evaluation.questions_select(questions, ids=["no-such-id"])
+        datasets.questions_select(questions, ids=["no-such-id"])
 
 
 def test_a_bad_pubmedqa_file_is_rejected_naming_the_pmid(tmp_path: Path) -> None:
@@ -506,7 +499,7 @@ def test_pubmedqa_runs_in_a_scratch_index_and_finds_each_questions_own_abstract(
     assert summary["retrieval_recall"]["@1"] == 1.0
     assert summary["refusal_rate"] == 0.0 and summary["failed"] == 0
     assert 0.0 <= summary["accuracy"] <= 1.0
-    assert all(i["question"].endswith(evaluation.PUBMEDQA_NUDGE) for i in report["items"])
+    assert all(i["question"].endswith(pubmedqa.PUBMEDQA_NUDGE) for i in report["items"])
     assert [a["accuracy"] for a in report["anchors"]] == [0.552, 0.693, 0.798]
     assert "Meditron-70B (few-shot)" in table and "79.8%" in table
     # Recorded in the clinicians' database (not the scratch one), with the scratch run's report.

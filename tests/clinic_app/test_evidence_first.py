@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from clinic_app import runtime, services
+from clinic_app.answers import services
+from clinic_app.answers.selectors import answer_payload
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.core import runtime
 from clinic_app.models import AnswerStatus, AuditEvent
-from clinic_app.selectors import answer_payload
-from clinic_app.streaming import CollectingSink
 from inference.testing import ScriptedBackend
 from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
 

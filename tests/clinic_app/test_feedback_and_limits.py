@@ -12,7 +12,13 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from clinic_app import selectors, services
+from clinic_app.answers import selectors, services
+from clinic_app.answers.feedback import (
+    FeedbackNotFound,
+    FeedbackRejected,
+    feedback_review,
+    feedback_submit,
+)
 from clinic_app.models import (
     FEEDBACK_COMMENT_MAX_CHARS,
     Answer,
@@ -197,7 +203,7 @@ def test_a_question_without_identifiers_records_none(clinician: User) -> None:
 
 
 def test_the_ask_page_gives_the_browser_the_servers_patterns(clinician: User) -> None:
-    from clinic_app.identifiers import browser_config
+    from clinic_app.answers.identifiers import browser_config
 
     html = client_for(clinician).get("/ask/").content.decode()
     assert 'id="identifier-config"' in html
@@ -214,7 +220,7 @@ def test_feedback_on_a_refusal_is_recorded_and_audited_without_the_comment(
     clinician: User,
 ) -> None:
     answer = finished(clinician)
-    feedback = services.feedback_submit(
+    feedback = feedback_submit(
         user=clinician,
         answer_id=answer.pk,
         helpful=False,
@@ -244,19 +250,15 @@ def test_feedback_is_one_per_answer_and_a_change_returns_it_to_the_queue(
     clinician: User, guideline_admin: User
 ) -> None:
     answer = finished(clinician)
-    first = services.feedback_submit(
-        user=clinician, answer_id=answer.pk, helpful=False, category="outdated"
-    )
-    assert services.feedback_review(user=guideline_admin, feedback_id=first.pk)
+    first = feedback_submit(user=clinician, answer_id=answer.pk, helpful=False, category="outdated")
+    assert feedback_review(user=guideline_admin, feedback_id=first.pk)
     # The same verdict again changes nothing, so it stays reviewed.
-    services.feedback_submit(
-        user=clinician, answer_id=answer.pk, helpful=False, category="outdated"
-    )
+    feedback_submit(user=clinician, answer_id=answer.pk, helpful=False, category="outdated")
     assert Feedback.objects.get().reviewed_at is not None
-    services.feedback_submit(user=clinician, answer_id=answer.pk, helpful=False, category="unsafe")
+    feedback_submit(user=clinician, answer_id=answer.pk, helpful=False, category="unsafe")
     feedback = Feedback.objects.get()
     assert (feedback.pk, feedback.category, feedback.reviewed_at) == (first.pk, "unsafe", None)
-    services.feedback_submit(user=clinician, answer_id=answer.pk, helpful=True)
+    feedback_submit(user=clinician, answer_id=answer.pk, helpful=True)
     feedback = Feedback.objects.get()
     assert feedback.helpful and feedback.category == ""
     assert last_event("feedback.submitted").details["updated"] is True
@@ -281,8 +283,8 @@ def test_invalid_feedback_is_rejected_with_a_reason(
     clinician: User, helpful: bool, category: str, comment: str, message: str
 ) -> None:
     answer = finished(clinician)
-    with pytest.raises(services.FeedbackRejected, match=message.replace("(", r"\(")):
-        services.feedback_submit(
+    with pytest.raises(FeedbackRejected, match=message.replace("(", r"\(")):
+        feedback_submit(
             user=clinician, answer_id=answer.pk, helpful=helpful, category=category, comment=comment
         )
     assert not Feedback.objects.exists()
@@ -290,14 +292,14 @@ def test_invalid_feedback_is_rejected_with_a_reason(
 
 def test_feedback_waits_until_the_answer_has_finished(clinician: User) -> None:
     answer = services.question_ask(user=clinician, text="What is the target INR on warfarin?")
-    with pytest.raises(services.FeedbackRejected, match="once the answer has finished"):
-        services.feedback_submit(user=clinician, answer_id=answer.pk, helpful=True)
+    with pytest.raises(FeedbackRejected, match="once the answer has finished"):
+        feedback_submit(user=clinician, answer_id=answer.pk, helpful=True)
 
 
 def test_only_the_answers_own_clinician_can_give_feedback(clinician: User) -> None:
     answer = finished(clinician)
-    with pytest.raises(services.FeedbackNotFound):
-        services.feedback_submit(user=other_clinician(clinician), answer_id=answer.pk, helpful=True)
+    with pytest.raises(FeedbackNotFound):
+        feedback_submit(user=other_clinician(clinician), answer_id=answer.pk, helpful=True)
     assert not Feedback.objects.exists()
     event = last_event("feedback.submitted")
     assert (event.actor, event.outcome, event.object_id) == (
@@ -399,7 +401,7 @@ def unhelpful(clinician: User, text: str, category: str, comment: str = "") -> F
         message="",
     )
     Citation.objects.create(answer=answer, number=1, passage=passage, score=0.71, cited=True)
-    return services.feedback_submit(
+    return feedback_submit(
         user=clinician, answer_id=answer.pk, helpful=False, category=category, comment=comment
     )
 
@@ -409,7 +411,7 @@ def test_admins_see_unhelpful_feedback_newest_first_with_its_answer_and_sources(
 ) -> None:
     older = unhelpful(clinician, "Older question about warfarin?", "outdated", "Uses 2019 advice")
     newer = unhelpful(clinician, "Newer question about apixaban?", "unsafe", "Dose too high")
-    services.feedback_submit(user=clinician, answer_id=finished(clinician).pk, helpful=True)
+    feedback_submit(user=clinician, answer_id=finished(clinician).pk, helpful=True)
     response = client_for(guideline_admin).get("/guidelines/feedback/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -445,14 +447,12 @@ def test_marking_feedback_reviewed_takes_it_off_the_queue_and_is_audited(
     shown = client.get("/guidelines/feedback/?reviewed=1").content.decode()
     assert "Question about rate control?" in shown and "reviewed by guideline-admin" in shown
     # Twice is harmless and not audited again.
-    assert not services.feedback_review(user=guideline_admin, feedback_id=feedback.pk)
+    assert not feedback_review(user=guideline_admin, feedback_id=feedback.pk)
     assert AuditEvent.objects.filter(action="feedback.reviewed").count() == 1
 
 
 def test_helpful_feedback_cannot_be_marked_reviewed(clinician: User, guideline_admin: User) -> None:
-    feedback = services.feedback_submit(
-        user=clinician, answer_id=finished(clinician).pk, helpful=True
-    )
+    feedback = feedback_submit(user=clinician, answer_id=finished(clinician).pk, helpful=True)
     response = client_for(guideline_admin).post(f"/guidelines/feedback/{feedback.pk}/review/")
     assert response.status_code == 404
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clinic_app.identifiers import (
+from clinic_app.answers.identifiers import (
     PATTERNS,
     PLACEHOLDERS,
     Found,

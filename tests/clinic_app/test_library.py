@@ -18,8 +18,11 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from clinic_app import library, runtime, services
+from clinic_app.answers import services
+from clinic_app.answers.streaming import CollectingSink
 from clinic_app.asgi_limits import BodySizeLimit
+from clinic_app.core import runtime
+from clinic_app.library import index_versions, uploads
 from clinic_app.models import (
     Answer,
     AnswerStatus,
@@ -29,7 +32,6 @@ from clinic_app.models import (
     IngestJob,
     Passage,
 )
-from clinic_app.streaming import CollectingSink
 from retrieval.errors import DocumentError
 from retrieval.index import current_version
 from retrieval.isolated import parse_isolated
@@ -88,7 +90,7 @@ def run_job(client: Client, files: list[tuple[str, bytes]], **metadata: Any) -> 
     assert response.status_code == 302, response.content[:3000]
     job = IngestJob.objects.order_by("-pk").first()
     assert job is not None and response["Location"] == f"/guidelines/jobs/{job.pk}/"
-    library.ingest_job_run(job_id=job.pk)
+    uploads.ingest_job_run(job_id=job.pk)
     status = client.get(f"/guidelines/jobs/{job.pk}/status")
     assert status.status_code == 200
     return dict(status.json())
@@ -255,7 +257,7 @@ def test_a_deactivated_guideline_is_gone_from_new_answers_at_once(
     assert "inactive" in payload
 
     # Publishing removes its passages from the index itself.
-    library.index_publish(actor="tests")
+    index_versions.index_publish(actor="tests")
     ids = {h.passage_id for h in runtime.get_retriever().search(question, k=20).hits}
     assert not ids & set(guideline.passages.values_list("pk", flat=True))
 
@@ -316,7 +318,7 @@ def test_deleting_keeps_what_answers_cited_and_removes_the_rest(
 def test_rollback_makes_the_previous_index_version_live_again(
     admin_client: Client, library_index: Path
 ) -> None:
-    first = library.index_publish(actor="tests")
+    first = index_versions.index_publish(actor="tests")
     run_job(admin_client, [("axolotl.md", UNIQUE_DOC.encode())])
     second = current_version(library_index)
     assert second is not None and second > first

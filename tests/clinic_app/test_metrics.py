@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from clinic_app import services
-from clinic_app.streaming import CollectingSink
+from clinic_app.answers import services
+from clinic_app.answers.streaming import CollectingSink
 from tests.conftest import ANSWERABLE_QUESTION
 
 pytestmark = pytest.mark.django_db
@@ -105,10 +105,10 @@ def test_sign_in_failures_and_lockouts_are_counted(client: Client, settings: Any
 def test_worker_processes_are_aggregated_in_multiprocess_mode(tmp_path: Path) -> None:
     """As with Celery workers: two processes write, a third (the web server) serves the sum."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    count = "from clinic_app import metrics; metrics.ANSWERS.labels(outcome='complete').inc()"
+    count = "from clinic_app.observability import metrics; metrics.ANSWERS.labels(outcome='complete').inc()"
     for _ in range(2):
         subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True)
-    show = "from clinic_app import metrics; print(metrics.exposition()[0].decode())"
+    show = "from clinic_app.observability import metrics; print(metrics.exposition()[0].decode())"
     done = subprocess.run(
         [sys.executable, "-c", show], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )

@@ -55,7 +55,7 @@ def test_passage_api_gives_the_guideline_metadata() -> None:
 
 
 def test_a_clinician_cannot_read_another_users_answer(clinician: User) -> None:
-    from clinic_app import services
+    from clinic_app.answers import services
 
     answer = services.question_ask(user=clinician, text="What is the target INR on warfarin?")
     other = User.objects.create_user("other-clinician", password="x")

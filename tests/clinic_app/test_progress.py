@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from clinic_app.progress import progress_reporter
+from clinic_app.core.progress import progress_reporter
 
 
 class Terminal(io.StringIO):

@@ -11,7 +11,6 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from clinic_app import quality
 from clinic_app.models import (
     Answer,
     AnswerStatus,
@@ -20,6 +19,7 @@ from clinic_app.models import (
     FeedbackCategory,
     Question,
 )
+from clinic_app.observability import quality
 
 pytestmark = pytest.mark.django_db
 

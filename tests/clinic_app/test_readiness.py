@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from clinic_app import runtime
+from clinic_app.core import runtime
 
 pytestmark = pytest.mark.django_db
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from clinic_app import runtime, services
+from clinic_app.answers import services
+from clinic_app.answers.selectors import answer_payload
+from clinic_app.answers.streaming import CollectingSink
+from clinic_app.core import runtime
 from clinic_app.models import Answer, AnswerStatus, AuditEvent
-from clinic_app.selectors import answer_payload
-from clinic_app.streaming import CollectingSink
 from inference.safety import MESSAGES, SELF_HARM
 from tests.conftest import ANSWERABLE_QUESTION
 

@@ -15,8 +15,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from clinic_app import services, tasks
-from clinic_app.logs import ContextFilter, JsonFormatter, log_context
+from clinic_app.answers import services, tasks
+from clinic_app.core.logs import ContextFilter, JsonFormatter, log_context
 
 ROOT = Path(__file__).resolve().parents[2]
 

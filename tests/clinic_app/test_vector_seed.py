@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from clinic_app import runtime
-from clinic_app.library import passage_embedding_text
+from clinic_app.core import runtime
+from clinic_app.library.index_versions import passage_embedding_text
 from clinic_app.models import Passage
 from retrieval.vector_seed import seed_read
 
@@ -50,7 +50,7 @@ def test_the_shipped_seed_is_the_installed_embedders_and_covers_the_indexed_demo
 def test_indexing_takes_seeded_vectors_and_embeds_only_the_rest(
     seeded: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clinic_app import library
+    from clinic_app.library import index_versions
     from retrieval.index import VectorIndex
 
     rows = list(Passage.objects.select_related("guideline").order_by("pk")[:5])
@@ -65,7 +65,7 @@ def test_indexing_takes_seeded_vectors_and_embeds_only_the_rest(
 
     monkeypatch.setattr(runtime.get_embedder(), "encode", counting)
     index = VectorIndex(runtime.get_embedder().dim, embedder=runtime.get_embedder().model_name)
-    assert library._index_add(index, rows, previous=None) == 0
+    assert index_versions._index_add(index, rows, previous=None) == 0
     assert embedded == [passage_embedding_text(rows[-1])]
     seed = seed_read(SEED)
     assert len(index) == 5 and seed.keys  # all five are indexed

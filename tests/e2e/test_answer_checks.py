@@ -115,7 +115,7 @@ def test_the_auditor_reads_the_answer_rendered_and_marked_as_the_clinician_did(
         e2e_server.env,
         "shell",
         "-c",
-        "import json\nfrom clinic_app.audit import audit_record\n"
+        "import json\nfrom clinic_app.audit.record import audit_record\n"
         f"e = audit_record(action='answer.complete', actor='clinician', object_type='answer',"
         f" object_id={answer_id})\nprint(json.dumps({{'seq': e.seq}}))",
     )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from clinic_app.identifiers import redact
+from clinic_app.answers.identifiers import redact
 from tests import live
 from tests.conftest import OFF_TOPIC_QUESTION
 from tests.e2e.conftest import VIEWPORT, sign_in, wait_until_connected
@@ -224,7 +224,7 @@ def test_editing_the_question_dismisses_the_warning(clinician_page: Page) -> Non
 
 
 def test_the_pages_detector_agrees_with_the_server_on_every_case(clinician_page: Page) -> None:
-    from clinic_app.identifiers import find_identifiers
+    from clinic_app.answers.identifiers import find_identifiers
 
     cases = json.loads(CASES_FILE.read_text())["cases"]
     texts = [c["text"] for c in cases]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clinic_app.readiness import readiness_check
+from clinic_app.observability.readiness import readiness_check
 
 if TYPE_CHECKING:
     from tests.inference.conftest import VLLMServer

@@ -223,7 +223,7 @@ def test_a_retriever_reads_passage_texts_from_the_caller_when_the_index_has_none
 def test_the_app_builds_a_reranker_only_when_reranker_model_is_set(tiny_model: Path) -> None:
     from django.test import override_settings
 
-    from clinic_app import runtime
+    from clinic_app.core import runtime
 
     runtime.get_retriever.cache_clear()
     try:

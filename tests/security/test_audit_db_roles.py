@@ -39,7 +39,7 @@ EVENTS, CHECKPOINTS, HEAD = (
 )
 
 APPEND = (
-    "from clinic_app.audit import audit_record, audit_checkpoint\n"
+    "from clinic_app.audit.record import audit_record, audit_checkpoint\n"
     "for i in range(4): audit_record(action='question.asked', actor='dr.app', object_id=i)\n"
     "print(audit_checkpoint().seq)\n"
 )
@@ -352,7 +352,7 @@ def test_db_roles_refuses_to_run_as_the_app_role(scratch: Scratch) -> None:
 SQLITE_ATTACKS = """
 import json
 from django.db import DatabaseError, connection, transaction
-from clinic_app.audit import audit_record, audit_checkpoint
+from clinic_app.audit.record import audit_record, audit_checkpoint
 for i in range(3): audit_record(action='question.asked', actor='dr.lite', object_id=i)
 audit_checkpoint()
 attacks = {

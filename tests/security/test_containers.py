@@ -352,7 +352,7 @@ def test_vllm_refuses_completions_without_the_key_and_the_app_sends_it(
     assert httpx.get(f"{base_url}/v1/models", timeout=30).status_code == 401
 
     # The app, configured through its settings as docker-compose configures it.
-    from clinic_app import runtime
+    from clinic_app.core import runtime
     from inference.types import GenerationRequest
 
     settings.INFERENCE_BACKEND = "vllm"

@@ -25,8 +25,8 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory, override_settings
 
-from clinic_app.client_ip import client_ip
-from clinic_app.middleware import Acting, ActingUserMiddleware, acting
+from clinic_app.core.client_ip import client_ip
+from clinic_app.core.middleware import Acting, ActingUserMiddleware, acting
 from tests.conftest import ROOT
 from tests.live import Server, app_env, manage, start_server
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from clinic_app.consumers import CLOSE_SESSION_ENDED, SESSION_ENDED
+from clinic_app.answers.consumers import CLOSE_SESSION_ENDED, SESSION_ENDED
 from tests.live import Server
 from tests.security.ws_stack import (
     PASSWORD,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.sync.client import ClientConnection
 
-from clinic_app.consumers import (
+from clinic_app.answers.consumers import (
     CLOSE_FORBIDDEN,
     CLOSE_SESSION_ENDED,
     ROLE_LOST,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.sync.client import ClientConnection
 
-from clinic_app.consumers import NOT_YOURS
+from clinic_app.answers.consumers import NOT_YOURS
 from tests.conftest import ANSWERABLE_QUESTION, OFF_TOPIC_QUESTION
 from tests.live import Server
 from tests.security.ws_stack import (

@@ -105,7 +105,7 @@ def pending_answers_create(server: Server, username: str, count: int) -> list[in
             server,
             "import json\n"
             "from django.contrib.auth.models import User\n"
-            "from clinic_app import services\n"
+            "from clinic_app.answers import services\n"
             f"user = User.objects.get(username={username!r})\n"
             "ids = [services.question_ask(user=user, text=f'Pending question {i}', "
             "enforce_limits=False).pk\n"

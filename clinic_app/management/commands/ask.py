@@ -10,9 +10,9 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clinic_app import services
+from clinic_app.answers import services
+from clinic_app.answers.streaming import CollectingSink
 from clinic_app.models import AnswerStatus
-from clinic_app.streaming import CollectingSink
 
 EXIT_CODES = {
     AnswerStatus.COMPLETE: 0,

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from clinic_app import audit
+from clinic_app.audit import record as audit
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Measure the in-process engines on this machine and record which answers faster.
 
-``INFERENCE_BACKEND=embedded`` then uses the recorded engine (clinic_app/runtime.py); run by
+``INFERENCE_BACKEND=embedded`` then uses the recorded engine (clinic_app/core/runtime.py); run by
 ``make setup`` and at the end of a background llama.cpp build. ``--if-needed`` does nothing when
 a measurement for this machine, these engine versions and these settings is already recorded.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clinic_app import runtime
+from clinic_app.core import runtime
 from inference.calibrate import engine_choose, engine_rates
 
 

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
-from clinic_app.audit_triggers import MAINTAINER_ROLE
+from clinic_app.audit.triggers import MAINTAINER_ROLE
 from clinic_app.models import AuditCheckpoint, AuditEvent, AuditHead
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -1,4 +1,4 @@
-"""Evaluate the question-answering pipeline on a labelled dataset (see clinic_app/evaluation.py).
+"""Evaluate the question-answering pipeline on a labelled dataset (see clinic_app/evaluation/).
 
 PubMedQA runs in a scratch database and index: the command re-runs itself in a subprocess
 whose ``DATABASE_URL`` and ``INDEX_DIR`` point into a temporary folder, so the clinicians'
@@ -23,8 +23,24 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clinic_app import evaluation
-from clinic_app.evaluation import DatasetError
+from clinic_app.evaluation.datasets import (
+    FORMATS,
+    DatasetError,
+    pubmedqa_load,
+    questions_load,
+    questions_select,
+)
+from clinic_app.evaluation.pubmedqa import PUBMEDQA_NUDGE, pubmedqa_evaluate, pubmedqa_ingest
+from clinic_app.evaluation.questions import questions_evaluate
+from clinic_app.evaluation.report import Report, report_render
+from clinic_app.evaluation.run import (
+    EVALUATION_USERNAME,
+    backend_override,
+    evaluation_record,
+    evaluation_user,
+    scratch_check,
+    scratch_environment,
+)
 
 
 def _positive(value: str) -> int:
@@ -42,7 +58,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", type=Path, required=True, help="dataset file")
-        parser.add_argument("--format", choices=evaluation.FORMATS, required=True)
+        parser.add_argument("--format", choices=FORMATS, required=True)
         parser.add_argument("--limit", type=_positive, default=None, help="first N questions")
         parser.add_argument(
             "--ids", default="", help="questions-jsonl: comma-separated ids to run (a subset)"
@@ -56,7 +72,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", type=Path, default=None, help="write the JSON report")
         parser.add_argument(
             "--user",
-            default=evaluation.EVALUATION_USERNAME,
+            default=EVALUATION_USERNAME,
             help="account the questions are asked as (created as a clinician if missing)",
         )
         parser.add_argument(
@@ -73,7 +89,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-nudge",
             action="store_true",
-            help=f"PubMedQA: ask the bare question, without {evaluation.PUBMEDQA_NUDGE!r}",
+            help=f"PubMedQA: ask the bare question, without {PUBMEDQA_NUDGE!r}",
         )
         parser.add_argument(
             "--record",
@@ -92,29 +108,29 @@ class Command(BaseCommand):
             raise CommandError("--ids selects questions of a questions-jsonl file")
         try:
             if options["format"] == "pubmedqa" and options["in_scratch"] is None:
-                evaluation.pubmedqa_load(path=dataset)  # fail fast, before any scratch work
+                pubmedqa_load(path=dataset)  # fail fast, before any scratch work
                 report_json = self._rerun_in_scratch(dataset, options)
                 if options["record"] and report_json is not None:
                     self._record(json.loads(report_json.read_text(encoding="utf-8")))
                     if not options["output"]:
                         shutil.rmtree(report_json.parent, ignore_errors=True)
                 return
-            with evaluation.backend_override(name=options["backend"]):
+            with backend_override(name=options["backend"]):
                 report = self._evaluate(dataset, options)
         except DatasetError as exc:
             raise CommandError(f"dataset not evaluated:\n{exc}") from exc
         if options["output"]:
             options["output"].parent.mkdir(parents=True, exist_ok=True)
             options["output"].write_text(report.to_json() + "\n", encoding="utf-8")
-        self.stdout.write(evaluation.report_render(report))
+        self.stdout.write(report_render(report))
         if options["output"]:
             self.stdout.write(f"\nJSON report: {options['output']}")
         if options["record"] and options["in_scratch"] is None:
             self._record(asdict(report))
 
     def _record(self, report: dict[str, Any]) -> None:
-        run = evaluation.evaluation_record(report=report, actor="evaluate-command")
-        self.stdout.write(f"Recorded as evaluation run {run.pk}.")
+        recorded = evaluation_record(report=report, actor="evaluate-command")
+        self.stdout.write(f"Recorded as evaluation run {recorded.pk}.")
 
     def _progress(self, line: str) -> None:
         """Per-question lines (``[n/total] ...``) gain the rate and the time left, measured from
@@ -132,36 +148,36 @@ class Command(BaseCommand):
         self.stderr.write(line)
         self.stderr.flush()
 
-    def _evaluate(self, dataset: Path, options: dict[str, Any]) -> evaluation.Report:
+    def _evaluate(self, dataset: Path, options: dict[str, Any]) -> Report:
         if options["format"] == "questions-jsonl":
-            questions = evaluation.questions_load(path=dataset)
+            questions = questions_load(path=dataset)
             ids = [i.strip() for i in options["ids"].split(",") if i.strip()]
-            chosen = evaluation.questions_select(questions, ids=ids, limit=options["limit"])
-            return evaluation.questions_evaluate(
+            chosen = questions_select(questions, ids=ids, limit=options["limit"])
+            return questions_evaluate(
                 path=dataset,
                 questions=chosen,
                 total=len(questions),
-                user=evaluation.evaluation_user(username=options["user"]),
+                user=evaluation_user(username=options["user"]),
                 retrieval_only=options["retrieval_only"],
                 threads=options["threads"] == "on",
                 progress=self._progress,
             )
-        evaluation.scratch_check(root=options["in_scratch"])
-        items = evaluation.pubmedqa_load(path=dataset)
+        scratch_check(root=options["in_scratch"])
+        items = pubmedqa_load(path=dataset)
         call_command("migrate", interactive=False, verbosity=0)
         self._progress(f"ingesting {len(items)} abstracts into the scratch index...")
-        ingest = evaluation.pubmedqa_ingest(path=dataset)
+        ingest = pubmedqa_ingest(path=dataset)
         self._progress(
             f"ingested {ingest['abstracts']} abstracts, {ingest['passages']} passages "
             f"in {ingest['seconds']} s"
         )
-        return evaluation.pubmedqa_evaluate(
+        return pubmedqa_evaluate(
             path=dataset,
             items=items[: options["limit"]] if options["limit"] else items,
             total=len(items),
             ingest=ingest,
-            user=evaluation.evaluation_user(username=options["user"]),
-            nudge="" if options["no_nudge"] else evaluation.PUBMEDQA_NUDGE,
+            user=evaluation_user(username=options["user"]),
+            nudge="" if options["no_nudge"] else PUBMEDQA_NUDGE,
             retrieval_only=options["retrieval_only"],
             progress=self._progress,
         )
@@ -200,7 +216,7 @@ class Command(BaseCommand):
             )
             if on
         ]
-        env = evaluation.scratch_environment(root=root, base=dict(os.environ))
+        env = scratch_environment(root=root, base=dict(os.environ))
         try:
             # Progress (stderr) streams through; the table (stdout) is relayed when done.
             done = subprocess.run(

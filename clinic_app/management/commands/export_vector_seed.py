@@ -14,8 +14,8 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clinic_app import runtime
-from clinic_app.library import passage_embedding_text
+from clinic_app.core import runtime
+from clinic_app.library.index_versions import passage_embedding_text
 from clinic_app.models import IndexVersion, Passage
 from retrieval.index import VectorIndex
 from retrieval.vector_seed import seed_write

@@ -13,8 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from clinic_app import services
-from clinic_app.progress import progress_reporter
+from clinic_app.core.progress import progress_reporter
+from clinic_app.library import ingest
 from retrieval.errors import DocumentError
 from retrieval.parsers import FORMATS, parse_file
 from retrieval.types import Document, DocumentMeta
@@ -57,7 +57,7 @@ class Command(BaseCommand):
             file=self.stderr,
             disable=True if options["no_progress"] else None,
         )
-        report = services.guidelines_ingest(
+        report = ingest.guidelines_ingest(
             documents=progress,
             actor="cli",
             progress=progress_reporter(

@@ -37,7 +37,7 @@ class Command(BaseCommand):
             http="httptools",
             ws="websockets-sansio",
             ws_max_size=WS_MAX_BYTES,
-            # X-Forwarded-For/-Proto only from TRUSTED_PROXIES (clinic_app.client_ip's rule, for
+            # X-Forwarded-For/-Proto only from TRUSTED_PROXIES (core/client_ip.py's rule, for
             # websockets too). uvicorn's default trusts 127.0.0.1, where any local client could
             # pick its own address and slip past the per-address sign-in lockout.
             forwarded_allow_ips=list(settings.TRUSTED_PROXIES),

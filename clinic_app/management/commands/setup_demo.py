@@ -14,9 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from clinic_app import services
+from clinic_app.core.progress import progress_reporter
+from clinic_app.library import ingest
 from clinic_app.models import Role
-from clinic_app.progress import progress_reporter
 from retrieval.loaders import load_open_medicine
 
 DEMO_USERS = {
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             d for d in load_open_medicine() if not wanted or d.meta.key.split("/")[0] in wanted
         )
         # Embedding the demo corpus is the long step of a first `make run`: show it moving.
-        report = services.guidelines_ingest(
+        report = ingest.guidelines_ingest(
             documents=documents,
             actor="setup_demo",
             progress=progress_reporter(
