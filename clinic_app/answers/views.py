@@ -12,13 +12,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from clinic_app.accounts.permissions import role_required
-from clinic_app.answers import identifiers, selectors
+from clinic_app.answers import identifiers, reads, selectors
 from clinic_app.answers.feedback import (
     FeedbackNotFound,
     feedback_review,
     feedback_submit,
 )
-from clinic_app.audit.record import audit_record
 from clinic_app.core.client_ip import client_ip
 from clinic_app.models import FEEDBACK_COMMENT_MAX_CHARS, FeedbackCategory, Role
 from inference.types import FlagKind
@@ -49,37 +48,24 @@ def ask(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.CLINICIAN)
 def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
-    answer = selectors.answer_get_for_user(user=request.user, answer_id=answer_id)  # type: ignore[arg-type]
-    # Attempts on answers that are not the user's are recorded too.
-    audit_record(
-        action="answer.viewed",
-        actor=request.user,
-        object_type="answer",
-        object_id=answer_id,
-        outcome="success" if answer is not None else "failure",
+    payload = reads.answer_view(
+        user=request.user,  # type: ignore[arg-type]
+        answer_id=answer_id,
         source_ip=client_ip(request),
-        details={} if answer is not None else {"reason": "not found among the user's answers"},
     )
-    if answer is None:
+    if payload is None:
         raise Http404("answer not found")
-    return JsonResponse(selectors.answer_payload(answer))
+    return JsonResponse(payload)
 
 
 @require_GET
 @role_required(Role.CLINICIAN)
 def answer_thread(request: HttpRequest, answer_id: int) -> HttpResponse:
     """The whole conversation the user's answer belongs to, first turn first."""
-    turns = selectors.thread_payload_for_user(user=request.user, answer_id=answer_id)  # type: ignore[arg-type]
-    audit_record(
-        action="answer.viewed",
-        actor=request.user,
-        object_type="answer",
-        object_id=answer_id,
-        outcome="success" if turns is not None else "failure",
+    turns = reads.thread_view(
+        user=request.user,  # type: ignore[arg-type]
+        answer_id=answer_id,
         source_ip=client_ip(request),
-        details={"thread": True, "answer_ids": [t["id"] for t in turns]}
-        if turns is not None
-        else {"thread": True, "reason": "not found among the user's answers"},
     )
     if turns is None:
         raise Http404("answer not found")
@@ -159,19 +145,11 @@ def feedback_queue(request: HttpRequest) -> HttpResponse:
     """Unhelpful feedback awaiting review, newest first; viewing it is audited (it shows
     clinicians' questions)."""
     include_reviewed = request.GET.get("reviewed") == "1"
-    page = selectors.feedback_queue_page(
-        include_reviewed=include_reviewed, page=request.GET.get("page")
-    )
-    audit_record(
-        action="feedback.queue_viewed",
-        actor=request.user,
+    page = reads.feedback_queue_view(
+        user=request.user,  # type: ignore[arg-type]
+        include_reviewed=include_reviewed,
+        page=request.GET.get("page"),
         source_ip=client_ip(request),
-        details={
-            "page": page.number,
-            "items": len(page),
-            "include_reviewed": include_reviewed,
-            "feedback_ids": [f.pk for f in page],
-        },
     )
     return render(
         request,

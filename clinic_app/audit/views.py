@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -19,8 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clinic_app.accounts.permissions import role_required
 from clinic_app.audit import export as audit_export
-from clinic_app.audit import selectors
-from clinic_app.audit.record import audit_record, audit_verify, default_checkpoint_files
+from clinic_app.audit import reads, selectors
 from clinic_app.audit.selectors import AuditExport, AuditFilters
 from clinic_app.core.client_ip import client_ip
 from clinic_app.models import Role
@@ -105,21 +102,19 @@ def audit(request: HttpRequest) -> HttpResponse:
         "choices": selectors.audit_choices(),
     }
     if not form.is_valid():
-        audit_record(
+        reads.audit_request_refused(
+            user=request.user,  # type: ignore[arg-type]
             action="audit.viewed",
-            actor=request.user,
-            outcome="failure",
+            params=form.raw(),
+            errors=sorted(form.errors),
             source_ip=client_ip(request),
-            details={"params": form.raw(), "errors": sorted(form.errors)},
         )
         return render(request, "audit.html", {**context, "page": None}, status=400)
-    filters = form.filters()
-    page = selectors.audit_event_page(filters=filters, page=request.GET.get("page"))
-    audit_record(
-        action="audit.viewed",
-        actor=request.user,
+    page = reads.audit_log_view(
+        user=request.user,  # type: ignore[arg-type]
+        filters=form.filters(),
+        page=request.GET.get("page"),
         source_ip=client_ip(request),
-        details={"filters": filters.as_details(), "page": page.number, "events": len(page)},
     )
     return render(request, "audit.html", {**context, "page": page})
 
@@ -128,18 +123,10 @@ def audit(request: HttpRequest) -> HttpResponse:
 @require_GET
 def audit_event_detail(request: HttpRequest, seq: int) -> HttpResponse:
     """One event with every field; for an answer, what the clinician saw and its basis."""
-    event = selectors.audit_event_get(seq=seq)
-    if event is None:
+    found = reads.audit_event_view(user=request.user, seq=seq, source_ip=client_ip(request))  # type: ignore[arg-type]
+    if found is None:
         raise Http404("no audit event with this sequence number")
-    answer = selectors.audit_answer_view(event)
-    audit_record(
-        action="audit.event_viewed",
-        actor=request.user,
-        object_type="audit_event",
-        object_id=seq,
-        source_ip=client_ip(request),
-        details={"answer_id": answer["id"]} if answer else {},
-    )
+    event, answer = found
     context = {
         "event": event,
         "details_json": json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False),
@@ -161,12 +148,13 @@ def _export(
 ) -> HttpResponseBase:
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        audit_record(
+        reads.audit_request_refused(
+            user=request.user,  # type: ignore[arg-type]
             action="audit.exported",
-            actor=request.user,
-            outcome="failure",
+            params=form.raw(),
+            errors=sorted(form.errors),
             source_ip=client_ip(request),
-            details={"format": fmt, "params": form.raw(), "errors": sorted(form.errors)},
+            fmt=fmt,
         )
         problems = "; ".join(
             f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
@@ -174,24 +162,13 @@ def _export(
         return HttpResponse(
             f"Invalid filters: {problems}\n", status=400, content_type="text/plain; charset=utf-8"
         )
-    filters = form.filters()
-    with transaction.atomic():
-        export = selectors.audit_export_select(
-            filters=filters, max_rows=settings.AUDIT_EXPORT_MAX_ROWS
-        )
-        audit_record(
-            action="audit.exported",
-            actor=request.user,
-            source_ip=client_ip(request),
-            details={
-                "format": fmt,
-                "filters": filters.as_details(),
-                "rows": export.rows,
-                "matching": export.matching,
-                "capped": export.capped,
-                "upto_seq": export.upto,
-            },
-        )
+    export = reads.audit_export(
+        user=request.user,  # type: ignore[arg-type]
+        filters=form.filters(),
+        fmt=fmt,
+        max_rows=settings.AUDIT_EXPORT_MAX_ROWS,
+        source_ip=client_ip(request),
+    )
     chunks = writer(export)
     # Under ASGI a synchronous iterator would be read whole into memory before sending.
     content = audit_export.chunks_async(chunks) if isinstance(request, ASGIRequest) else chunks
@@ -224,16 +201,6 @@ def audit_export_jsonl(request: HttpRequest) -> HttpResponseBase:
 @require_POST
 def audit_chain_verify(request: HttpRequest) -> HttpResponse:
     """Verify the whole chain and its checkpoints, record the check, show the result."""
-    try:
-        result: dict[str, Any] = asdict(audit_verify(checkpoint_files=default_checkpoint_files()))
-    except ValueError as exc:  # an unreadable checkpoint export file
-        result = {"ok": False, "first_bad_seq": None, "problem": str(exc)}
-    audit_record(
-        action="audit.verify",
-        actor=request.user,
-        outcome="success" if result["ok"] else "failure",
-        source_ip=client_ip(request),
-        details=result,
-    )
+    result = reads.audit_chain_check(user=request.user, source_ip=client_ip(request))  # type: ignore[arg-type]
     request.session[_VERIFY_RESULT] = {**result, "at": timezone.now().isoformat()}
     return redirect("audit")
