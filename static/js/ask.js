@@ -1,5 +1,6 @@
 // Ask page: sends questions over the websocket, renders the streamed answer, and never leaves
 // the clinician with an endless spinner (watchdog + persisted-state repair on every gap).
+import { fetchThread, followUpState, quoteItem, renderTurn, sourceButton } from "./conversation.js";
 import { feedbackBox } from "./feedback.js";
 import { historyEntry, historySearch } from "./history.js";
 import { identifierDetector } from "./identifiers.js";
@@ -93,17 +94,6 @@ import { ChunkSequence } from "./stream.js";
   }
 
   // "What the guidelines say": the sources' own sentences, shown before the model writes.
-  function quoteItem(e) {
-    const li = document.createElement("li"), quote = document.createElement("blockquote");
-    const cite = document.createElement("div"), g = e.guideline || {};
-    quote.textContent = e.text;                         // text only: never parsed as HTML
-    cite.className = "quote-source muted";
-    cite.textContent = `[S${e.source}] ${[g.title, g.organisation, g.year].filter(Boolean).join(" · ")}` +
-      (e.section ? ` — ${e.section}` : "");
-    li.append(quote, cite);
-    return li;
-  }
-
   function renderQuotes(items) {
     const list = $("quotes-list"); list.textContent = "";
     for (const e of items || []) { list.append(quoteItem(e)); }
@@ -225,12 +215,8 @@ import { ChunkSequence } from "./stream.js";
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";
     for (const c of a.citations) {
-      const li = document.createElement("li"), b = document.createElement("button");
-      const g = c.passage.guideline;
-      b.type = "button"; b.className = "link source-link";
-      b.textContent = `[S${c.number}] ${g.title} — ${c.passage.section}`;
-      b.addEventListener("click", () => openEvidence(c));
-      li.append(b);
+      const li = document.createElement("li");
+      li.append(sourceButton(c, openEvidence));
       if (!c.cited) { const s = document.createElement("span"); s.className = "muted"; s.textContent = " (provided, not cited)"; li.append(s); }
       list.append(li);
     }
@@ -250,75 +236,20 @@ import { ChunkSequence } from "./stream.js";
   const followUpForm = $("follow-up-form"), followUp = $("follow-up");
   const MAX_TURNS = Number(followUpForm.dataset.maxTurns) || 8;
 
-  // An earlier turn, read-only: its question, what the guidelines said, the summary with its
-  // own numbered sources (numbers restart in each answer), the checks and the feedback given.
-  function renderTurn(a) {
-    const li = document.createElement("li"), head = document.createElement("p");
-    const badge = document.createElement("span");
-    li.className = "turn"; li.dataset.answerId = a.id;
-    head.className = "turn-question"; head.textContent = `Q${a.turn || ""}: ${a.question} `;
-    badge.className = "badge status-" + a.status; badge.textContent = a.status;
-    head.append(badge); li.append(head);
-    if (a.status !== "complete" && a.message) {
-      const m = document.createElement("div");
-      m.className = "alert " + (a.status === "refused" ? "warning" : "error"); m.textContent = a.message;
-      li.append(m);
-    }
-    if ((a.evidence || []).length) {
-      const ol = document.createElement("ol"); ol.className = "quotes-list";
-      for (const e of a.evidence) { ol.append(quoteItem(e)); }
-      li.append(ol);
-    }
-    const byNumber = new Map((a.citations || []).map((c) => [c.number, c]));
-    if (a.text) {
-      const div = document.createElement("div"); div.className = "answer-text";
-      renderAnswer(div, a.text, {
-        weak: a.status === "complete" ? weakRanges(a.text, a.flags || [], FLAG) : [],
-        citation: (n) => citeButton(byNumber.get(n)),
-      });
-      li.append(div);
-    }
-    if ((a.citations || []).length) {
-      const ol = document.createElement("ol"); ol.className = "turn-sources";
-      for (const c of a.citations) {
-        const item = document.createElement("li"), b = document.createElement("button");
-        b.type = "button"; b.className = "link source-link";
-        b.textContent = `[S${c.number}] ${c.passage.guideline.title} — ${c.passage.section}`;
-        b.addEventListener("click", () => openEvidence(c));
-        item.append(b); ol.append(item);
-      }
-      li.append(ol);
-    }
-    const flagged = (a.flags || []).filter((f) => f.kind === FLAG.WEAK_SUPPORT || f.kind === FLAG.UNCITED_SENTENCE).length;
-    const fb = a.feedback, notes = [];
-    if (flagged) { notes.push(`${flagged} statement${flagged === 1 ? "" : "s"} flagged for checking`); }
-    if (fb) { notes.push(fb.helpful ? "You marked it helpful" : `You marked it not helpful (${fb.category})`); }
-    if (notes.length) {
-      const p = document.createElement("p"); p.className = "muted turn-notes"; p.textContent = notes.join(" · ");
-      li.append(p);
-    }
-    return li;
-  }
-
   function renderThread() {
     const list = $("thread-turns"); list.textContent = "";
-    for (const a of threadTurns) { list.append(renderTurn(a)); }
+    for (const a of threadTurns) {
+      list.append(renderTurn(a, { flag: FLAG, citeButton, onOpenSource: openEvidence }));
+    }
     $("thread").hidden = threadTurns.length === 0;
   }
 
   // The follow-up box under a finished answer, unless the conversation is full.
   function showFollowUp(a) {
-    const full = (a.turn || 1) >= MAX_TURNS;
-    followUpForm.hidden = !FINAL.includes(a.status);
-    followUp.disabled = full; $("follow-up-button").disabled = full;
-    const note = $("follow-up-status"); note.className = "muted";
-    note.textContent = full ? `This conversation has reached its limit of ${MAX_TURNS} questions; start a new question.` : "";
-  }
-
-  async function fetchThread(id) {
-    const r = await fetch(`/api/answers/${id}/thread/`, { credentials: "same-origin" });
-    if (!r.ok) { throw new Error(`HTTP ${r.status}`); }
-    return (await r.json()).turns;
+    const state = followUpState(a, { maxTurns: MAX_TURNS, final: FINAL });
+    followUpForm.hidden = state.hidden;
+    followUp.disabled = state.disabled; $("follow-up-button").disabled = state.disabled;
+    const note = $("follow-up-status"); note.className = "muted"; note.textContent = state.note;
   }
 
   // After a reload in a conversation: the earlier turns come from the server.
