@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from inference.markers import CITATION_GROUP, marker_numbers, markers_remove
 from inference.types import FlagKind
+from retrieval.sentences import ANSWER, sentences_split
 
 _URL = re.compile(r"(?:https?://|www\.)[^\s)\]>]+", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[(])")
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,12 @@ class CheckedAnswer:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split text into sentences (a simple rule: end punctuation followed by a capital)."""
-    parts: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n(?=\s*[-*\d]+[.)]?\s)", text):
-        parts.extend(p.strip() for p in _SENTENCE.split(paragraph) if p.strip())
-    return parts
+    """The sentences of an answer, citation markers kept (:data:`retrieval.sentences.ANSWER`).
+
+    A sentence ends at end punctuation followed by a capital, digit or bracket; blank lines and
+    list items part paragraphs.
+    """
+    return sentences_split(text, ANSWER)
 
 
 def check_answer(

@@ -30,6 +30,7 @@ import numpy as np
 
 from inference.citations import split_sentences
 from inference.markers import CITATION_GROUP, marker_numbers, markers_remove
+from retrieval.sentences import PASSAGE, sentences_split
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -100,7 +101,6 @@ _CLAUSE_BREAK = re.compile(
     re.IGNORECASE,
 )
 _PARENTHETICAL = re.compile(r"\([^()]*\)")
-_PASSAGE_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # "one" is left out: "one option", "no one" are not quantities. "once" counts only as a
 # frequency ("once a day"), not as a conjunction ("once a scan has excluded bleeding").
@@ -386,7 +386,7 @@ def _clauses(text: str) -> list[list[str]]:
     """
     clauses = []
     text = _PARENTHETICAL.sub(" ", strip_citations(text))
-    for sentence in _PASSAGE_SENTENCE.split(text):
+    for sentence in sentences_split(text, PASSAGE):
         for clause in _CLAUSE_BREAK.split(sentence):
             if words := _words(clause):
                 clauses.append(words)
@@ -396,7 +396,7 @@ def _clauses(text: str) -> list[list[str]]:
 def windows(passage: str) -> list[str]:
     """Sentences of a passage and each pair of neighbours: what the semantic signal compares
     a sentence with (the best match counts)."""
-    sentences = [s.strip() for s in _PASSAGE_SENTENCE.split(passage) if len(s.strip()) > 2]
+    sentences = [s for s in sentences_split(passage, PASSAGE) if len(s) > 2]
     pairs = [f"{a} {b}" for a, b in itertools.pairwise(sentences)]
     return (sentences + pairs) or [passage]
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from retrieval.sentences import EVIDENCE, sentences_split
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -35,12 +37,6 @@ MAX_CHARS = 600
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,2}[.)])\s+")
-# A sentence ends at . ! ? followed by space and an upper-case letter, digit or bracket; not
-# after common abbreviations (e.g., i.e., vs., approx., Dr.) or a single initial.
-_SENTENCE_END = re.compile(
-    r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<!\betc\.)(?<!\bapprox\.)(?<!\bDr\.)"
-    r"(?<!\b[A-Z]\.)(?<=[.!?])\s+(?=[A-Z0-9(\[\"'\u201c])"
-)
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)?")
 _STOP_WORDS = """a an and are as at be been by can could do does for from had has have how i if in
 into is it its may might more most no not of on or should than that the their them then there
@@ -58,12 +54,12 @@ class EvidenceItem:
 
 
 def _sentences(paragraph: str) -> list[str]:
-    """Sentences of one paragraph; a fragment shorter than MIN_CHARS joins the next one."""
+    """Sentences of one paragraph; a fragment shorter than MIN_CHARS joins the next one.
+
+    Split by :data:`retrieval.sentences.EVIDENCE`: never after an abbreviation or an initial.
+    """
     out: list[str] = []
-    for part in _SENTENCE_END.split(paragraph):
-        part = part.strip()
-        if not part:
-            continue
+    for part in sentences_split(paragraph, EVIDENCE):
         if out and len(out[-1]) < MIN_CHARS:
             out[-1] = f"{out[-1]} {part}"
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from inference.markers import markers_remove
 from inference.prompts import ANSWER_CUE, INSTRUCTIONS, MEDITRON_EXAMPLE_ANSWER
+from retrieval.sentences import CLAUSE, sentences_split
 
 DECISIONS = ("yes", "no", "maybe")
 
@@ -41,7 +42,6 @@ _NEGATION = re.compile(
     r"\bnot\b|n't\b|\bno\b|\bnever\b|\bneither\b|\bnor\b|\bnone\b|\bcannot\b|\bfail(?:s|ed)?\s+to\b|"
     r"\black(?:s|ed)?\b|\bunlikely\b|\bnon-?significant(?:ly)?\b|\binsignificant\b"
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def decision_read(text: str) -> DecisionReading:
             return DecisionReading("maybe", "leading")
         if after in ("", ",", ".", ";", ":", "!", "-", "\u2014", "\u2013"):
             return DecisionReading("no", "leading")
-    first = next((s for s in _SENTENCE_END.split(normal) if s.strip()), "")
+    first = next(iter(sentences_split(normal, CLAUSE)), "")  # the first clause
     # 3. The answer says there is nothing to answer from.
     if _ABSTAIN.search(first):
         return DecisionReading(None, "abstain")
