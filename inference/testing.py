@@ -11,6 +11,7 @@ other, which is all the services rely on.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 
@@ -65,3 +66,14 @@ class ScriptedBackend:
                 self.on_chunk(n)
             piece = " ".join(kept[start : start + self.chunk_words])
             yield piece if start == 0 else " " + piece
+
+
+def quote_first_source(prompt: str) -> str:
+    """A script for :class:`ScriptedBackend`: the first sentence of source S1, cited, as a careful
+    model would write it (the support check finds it supported). Without sources in the prompt,
+    a plain sentence with no citation."""
+    if '<source id="S1"' not in prompt:
+        return "The sources given do not answer this question."
+    body = prompt.split('<source id="S1"', 1)[1].split(">", 1)[1].split("</source>", 1)[0]
+    first = re.split(r"(?<=[.!?])\s", " ".join(body.split()), maxsplit=1)[0]
+    return f"{first.rstrip('.')} [S1]."

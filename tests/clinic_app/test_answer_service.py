@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -78,6 +79,7 @@ def test_a_finished_answer_is_not_generated_twice(clinician: User) -> None:
     assert AuditEvent.objects.filter(action="answer.refused").count() == 1
 
 
+@pytest.mark.real_model  # a real vLLM client against a dead or stalled server
 def test_model_server_down_gives_a_clear_failure(clinician: User) -> None:
     port = free_port()  # nothing listens here
     with override_settings(INFERENCE_BACKEND="vllm", VLLM_BASE_URL=f"http://127.0.0.1:{port}"):
@@ -91,7 +93,14 @@ def test_model_server_down_gives_a_clear_failure(clinician: User) -> None:
     assert sink.final is not None and sink.final["status"] == "failed"
 
 
-def test_cancel_stops_generation_and_keeps_the_partial_text(clinician: User) -> None:
+def test_cancel_stops_generation_and_keeps_the_partial_text(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long answer written slowly (10 ms a chunk), so that the cancel lands mid-stream.
+    slow = ScriptedBackend(
+        " ".join(["Offer anticoagulation [S1]."] * 100), on_chunk=lambda _n: time.sleep(0.01)
+    )
+    monkeypatch.setattr(runtime, "get_backend", lambda: slow)
     answer = services.question_ask(user=clinician, text=ANSWERABLE_QUESTION)
     first_chunk = threading.Event()
 
@@ -115,6 +124,7 @@ def test_another_users_answer_cannot_be_cancelled(clinician: User, auditor: User
     assert services.answer_cancel(user=auditor, answer_id=answer.pk) is False
 
 
+@pytest.mark.real_model  # a real vLLM client against a dead or stalled server
 def test_stalled_model_server_gives_a_clear_timeout(clinician: User) -> None:
     from tests.inference.test_vllm_backend import stalling_server
 
@@ -142,18 +152,6 @@ def test_an_answer_cut_at_the_length_limit_is_flagged_as_incomplete(clinician: U
     answer, _ = ask(clinician, ANSWERABLE_QUESTION)
     assert answer.status == AnswerStatus.COMPLETE
     assert {"kind": "truncated", "detail": "the answer reached the length limit"} in answer.flags
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ScriptedBackend]:
-    """Answer with a fixed text instead of the embedded model (the outcome is then exact)."""
-
-    def install(text: str) -> ScriptedBackend:
-        backend = ScriptedBackend(text)
-        monkeypatch.setattr(runtime, "get_backend", lambda: backend)
-        return backend
-
-    return install
 
 
 SHORT_ANSWER = "Offer oral anticoagulation when the annual stroke risk is 2% or more [S1]."

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from clinic_app.answers import selectors, services
 from clinic_app.answers.streaming import CollectingSink
-from clinic_app.core import runtime
 from clinic_app.models import Answer, AnswerStatus, AuditEvent, Question
 from inference.testing import ScriptedBackend
 from tests.conftest import ANSWERABLE_QUESTION
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.django_db
 UNLIMITED = {"QUESTION_RATE_PER_MINUTE": 0, "QUESTION_MAX_CONCURRENT": 0}
 FIRST_ANSWER = "Offer oral anticoagulation when CHA2DS2-VASc is 2 or more [S1]."
 FOLLOW_UP = "And which dose of apixaban if she is 82 and weighs 55 kg?"
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ScriptedBackend]:
-    def install(text: str) -> ScriptedBackend:
-        backend = ScriptedBackend(text)
-        monkeypatch.setattr(runtime, "get_backend", lambda: backend)
-        return backend
-
-    return install
 
 
 @pytest.fixture

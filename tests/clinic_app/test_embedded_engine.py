@@ -13,6 +13,9 @@ from clinic_app.core import runtime
 from inference.backends.llamacpp_backend import LlamaCppBackend
 from inference.backends.transformers_backend import TransformersBackend
 
+# About which engine runs the model: the configured backend, never the scripted one.
+pytestmark = pytest.mark.real_model
+
 
 @pytest.fixture(autouse=True)
 def fresh_backend() -> Iterator[None]:

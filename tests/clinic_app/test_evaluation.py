@@ -348,6 +348,7 @@ def test_answerable_demo_questions_in_the_test_slice_retrieve_their_sources(tmp_
 
 
 @pytest.mark.django_db
+@pytest.mark.real_model  # the product's figures: the embedded model's answers, injections included
 def test_ci_subset_retrieves_answers_refuses_and_resists_injection(
     tmp_path: Path, settings: Any
 ) -> None:
