@@ -35,7 +35,7 @@ from clinic_app.observability import metrics
 from inference.backends.base import Backend
 from inference.citations import check_answer, summary_withheld_reason
 from inference.errors import BackendError, Cancelled
-from inference.prompts import PromptTooLong, SourcePassage, Turn, build_prompt
+from inference.prompts import BuiltPrompt, PromptTooLong, SourcePassage, Turn, build_prompt
 from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
@@ -44,6 +44,7 @@ from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
 from retrieval.evidence import evidence_select
 from retrieval.followup import FollowUpMode, follow_up_queries, hits_merge
 from retrieval.search import SearchResult
+from retrieval.types import Hit
 
 log = logging.getLogger(__name__)
 
@@ -318,22 +319,10 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     Idempotent: an answer already in a final state is re-announced, not regenerated; one left
     half-streamed by a lost worker starts again from scratch.
     """
-    with transaction.atomic():
-        answer = (
-            Answer.objects.select_for_update().select_related("question__user").get(pk=answer_id)
-        )
-        if answer.is_final:
-            sink.finish(answer_payload(answer))
-            return answer
-        _cancel_clear(answer_id)
-        answer.attempts += 1
-        answer.status = AnswerStatus.STREAMING
-        answer.text = ""
-        answer.evidence = []
-        answer.chunks_sent = 0
-        answer.started_at = timezone.now()
-        answer.citations.all().delete()
-        answer.save()
+    answer, fresh = _attempt_start(answer_id)
+    if not fresh:
+        sink.finish(answer_payload(answer))
+        return answer
     if answer.attempts > settings.ANSWER_MAX_ATTEMPTS:
         # Its worker died every time (e.g. out of memory): stop redelivering it.
         message = (
@@ -349,6 +338,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     sink.begin(answer.attempts)
     question = answer.question.text
     started = time.monotonic()
+    assert answer.started_at is not None  # set by _attempt_start
     metrics.QUEUE_WAIT.observe(
         max(0.0, (answer.started_at - answer.question.created_at).total_seconds())
     )
@@ -377,16 +367,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     # 2. Retrieve: embed the question (a follow-up with its conversation's earlier questions,
     # FOLLOW_UP_QUERY) and search the live index.
     earlier = thread_earlier(answer.question)
-    _release_database()  # embedding can queue behind other answers' for a while
-    with metrics.timed(metrics.RETRIEVAL_SECONDS):
-        result = thread_search(question, [q.text for q in earlier])
-    metrics.INDEX_VERSION.set(result.index_version)
-    passages = {
-        p.pk: p
-        for p in Passage.objects.filter(
-            pk__in=[h.passage_id for h in result.hits], guideline__active=True
-        ).select_related("guideline")
-    }
+    result, passages = _retrieve(question, earlier)
     hits = [h for h in result.hits if h.passage_id in passages]
     answer.index_version = result.index_version
     # Relevance is judged on dense cosine (the calibrated scale), whatever the fused ranking.
@@ -434,31 +415,9 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
 
     # 4. Build the prompt within the model's context.
     backend = runtime.get_backend()
-    profile = runtime.get_profile()
-    sources = [
-        SourcePassage(
-            passage_id=h.passage_id,
-            title=passages[h.passage_id].guideline.title,
-            section=passages[h.passage_id].section,
-            text=passages[h.passage_id].text,
-        )
-        for h in hits
-        # A passage is offered if it is semantically close, or if BM25 matched its exact terms
-        # (drug names, scores, abbreviations that embeddings blur).
-        if h.score >= minimum or (h.lexical or 0.0) > 0.0
-    ]
     try:
-        prompt = build_prompt(
-            profile=profile,
-            question=question,
-            sources=sources,
-            count_tokens=backend.count_tokens,
-            context_tokens=backend.info.context_tokens,
-            max_tokens=settings.ANSWER_MAX_TOKENS,
-            # Passages and the question must not carry any special token the tokenizer knows.
-            control_tokens=backend_control_tokens(backend),
-            # The conversation so far as the clinician saw it; the oldest turns go first.
-            history=[Turn(q.text, q.answer.text or q.answer.message) for q in earlier],
+        prompt = _prompt_build(
+            backend, question, [passages[h.passage_id] for h in hits], hits, earlier
         )
     except (PromptTooLong, BackendError) as exc:
         message = str(exc) if isinstance(exc, PromptTooLong) else exc.user_message
@@ -514,25 +473,112 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})
 
     # 7. Check citations, persist, announce.
-    checked = check_answer(
-        text, source_count=len(prompt.sources), source_texts=[s.text for s in prompt.sources]
+    tokens = backend.count_tokens(text)
+    if first_at is not None and tokens > 1 and ended > first_at:
+        metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
+    checked_text, cited, flags = answer_checks(
+        text,
+        sources=[s.text for s in prompt.sources],
+        truncated=tokens >= settings.ANSWER_MAX_TOKENS,
     )
-    Citation.objects.filter(answer=answer, number__in=checked.cited).update(cited=True)
+    Citation.objects.filter(answer=answer, number__in=cited).update(cited=True)
+    return _finish(
+        answer, _Outcome(AnswerStatus.COMPLETE, text=checked_text, flags=flags), sink, details
+    )
+
+
+def _attempt_start(answer_id: int) -> tuple[Answer, bool]:
+    """Lock the answer and start a new attempt at it: ``(answer, True)``; an answer already in
+    a final state is left alone: ``(answer, False)``. A half-streamed attempt of a lost worker
+    is discarded (text, evidence, citations), so the new one starts from scratch."""
+    with transaction.atomic():
+        answer = (
+            Answer.objects.select_for_update().select_related("question__user").get(pk=answer_id)
+        )
+        if answer.is_final:
+            return answer, False
+        _cancel_clear(answer_id)
+        answer.attempts += 1
+        answer.status = AnswerStatus.STREAMING
+        answer.text = ""
+        answer.evidence = []
+        answer.chunks_sent = 0
+        answer.started_at = timezone.now()
+        answer.citations.all().delete()
+        answer.save()
+    return answer, True
+
+
+def _retrieve(question: str, earlier: list[Question]) -> tuple[SearchResult, dict[int, Passage]]:
+    """Search the live index for ``question`` (with its conversation's earlier questions, per
+    ``FOLLOW_UP_QUERY``); the passages found that are still citable (active guidelines)."""
+    _release_database()  # embedding can queue behind other answers' for a while
+    with metrics.timed(metrics.RETRIEVAL_SECONDS):
+        result = thread_search(question, [q.text for q in earlier])
+    metrics.INDEX_VERSION.set(result.index_version)
+    passages = {
+        p.pk: p
+        for p in Passage.objects.filter(
+            pk__in=[h.passage_id for h in result.hits], guideline__active=True
+        ).select_related("guideline")
+    }
+    return result, passages
+
+
+def _prompt_build(
+    backend: Backend,
+    question: str,
+    found: list[Passage],
+    hits: list[Hit],
+    earlier: list[Question],
+) -> BuiltPrompt:
+    """The prompt for ``question``: numbered sources, the conversation so far, within the
+    model's context (raises :class:`PromptTooLong`, or the backend's error)."""
+    sources = [
+        SourcePassage(
+            passage_id=h.passage_id, title=p.guideline.title, section=p.section, text=p.text
+        )
+        for h, p in zip(hits, found, strict=True)
+        # A passage is offered if it is semantically close, or if BM25 matched its exact terms
+        # (drug names, scores, abbreviations that embeddings blur).
+        if h.score >= settings.RETRIEVAL_MIN_SCORE or (h.lexical or 0.0) > 0.0
+    ]
+    return build_prompt(
+        profile=runtime.get_profile(),
+        question=question,
+        sources=sources,
+        count_tokens=backend.count_tokens,
+        context_tokens=backend.info.context_tokens,
+        max_tokens=settings.ANSWER_MAX_TOKENS,
+        # Passages and the question must not carry any special token the tokenizer knows.
+        control_tokens=backend_control_tokens(backend),
+        # The conversation so far as the clinician saw it; the oldest turns go first.
+        history=[Turn(q.text, q.answer.text or q.answer.message) for q in earlier],
+    )
+
+
+def answer_checks(
+    text: str, *, sources: list[str], truncated: bool
+) -> tuple[str, list[int], list[FlagPayload]]:
+    """The checks of a generated answer against the sources it was given: ``(cleaned text,
+    cited source numbers, flags)``.
+
+    Citations to sources not given and URLs or markup no source contained are removed and
+    flagged; uncited sentences and, unless ``SUPPORT_CHECK=off``, sentences the cited passages
+    do not support are flagged; an answer cut at the length limit is flagged as truncated; and
+    a summary mostly unsupported (or only markers) is withheld behind the quotes.
+    """
+    checked = check_answer(text, source_count=len(sources), source_texts=sources)
     flags: list[FlagPayload] = [{"kind": f.kind, "detail": f.detail} for f in checked.flags]
     if settings.SUPPORT_CHECK != "off":
         # Uncited sentences and invalid citations are already flagged by check_answer.
         embed = runtime.get_embedder().encode if settings.SUPPORT_CHECK == "combined" else None
         flags += [
             {"kind": FlagKind.WEAK_SUPPORT, "detail": s.reason, "sentence": s.sentence[:300]}
-            for s in check_answer_support(
-                checked.text, [src.text for src in prompt.sources], embed=embed
-            )
+            for s in check_answer_support(checked.text, sources, embed=embed)
             if not s.supported and s.kind not in (NO_CITATION, NO_CLAIM)
         ]
-    tokens = backend.count_tokens(text)
-    if first_at is not None and tokens > 1 and ended > first_at:
-        metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
-    if tokens >= settings.ANSWER_MAX_TOKENS:
+    if truncated:
         flags.append({"kind": FlagKind.TRUNCATED, "detail": "the answer reached the length limit"})
     # Contain what the model got wrong: a summary mostly unsupported (or only markers) is
     # folded away on the page behind the quotes, and counted.
@@ -545,9 +591,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     )
     if withheld:
         flags.append({"kind": FlagKind.SUMMARY_WITHHELD, "detail": withheld})
-    return _finish(
-        answer, _Outcome(AnswerStatus.COMPLETE, text=checked.text, flags=flags), sink, details
-    )
+    return checked.text, checked.cited, flags
 
 
 def thread_earlier(question: Question) -> list[Question]:
