@@ -234,6 +234,12 @@ VLLM_TOTAL_TIMEOUT = env_float("VLLM_TOTAL_TIMEOUT", 300.0)
 # (adds MiniLM similarity; 0.93 there) or off.
 SUPPORT_CHECK = env_choice("SUPPORT_CHECK", "lexical", ("lexical", "combined", "off"))
 ANSWER_MAX_TOKENS = env_int("ANSWER_MAX_TOKENS", 320, minimum=16)
+# What the model reads of each source: "passages" (whole), "excerpts" (each passage cut to its
+# sentences that best answer the question, PROMPT_EXCERPT_TOKENS in all: a CPU reads a prompt
+# at 40-100 tokens/s, so whole passages cost 15-20 s before the first word), or "auto": excerpts
+# for an in-process model on a CPU, whole passages for vLLM or a GPU (docs/performance.md).
+PROMPT_SOURCES = env_choice("PROMPT_SOURCES", "auto", ("auto", "passages", "excerpts"))
+PROMPT_EXCERPT_TOKENS = env_int("PROMPT_EXCERPT_TOKENS", 240, minimum=32)
 # "What the guidelines say": how many verbatim sentences of the sources lead each answer.
 EVIDENCE_MAX_ITEMS = env_int("EVIDENCE_MAX_ITEMS", 3, minimum=1)
 # A summary with more than this share of its sentences flagged (unsupported or uncited), or

@@ -124,7 +124,8 @@ class BuiltPrompt:
     """The prompt text, the sources it contains (``[S1]`` is ``sources[0]``) and its size.
 
     ``turns``: how many of the most recent earlier turns it carries (older ones were dropped
-    to fit the context)."""
+    to fit the context). ``prefix``: the leading part of ``text`` that is the same for every
+    question (:func:`prompt_prefix`)."""
 
     text: str
     sources: list[SourcePassage]
@@ -132,6 +133,7 @@ class BuiltPrompt:
     stop: tuple[str, ...]
     dropped: int
     turns: int = 0
+    prefix: str = ""
 
 
 # An earlier answer's citation markers point at sources this prompt does not offer again;
@@ -149,10 +151,25 @@ class PromptTooLong(ValueError):
 def _source_block(number: int, source: SourcePassage, markup: ControlMarkup) -> str:
     # Quotes are escaped so that a passage cannot close its own tag and pose as instructions.
     # Neutralising comes last, so that no escaping can leave a control token behind.
-    title = untrusted_neutralise(source.title.replace('"', "'"), markup=markup)
-    section = untrusted_neutralise(source.section.replace('"', "'"), markup=markup)
+    # An empty title or section is left out (excerpt prompts keep their headers short).
+    attributes = "".join(
+        f' {name}="{untrusted_neutralise(value.replace(chr(34), chr(39)), markup=markup)}"'
+        for name, value in (("title", source.title), ("section", source.section))
+        if value
+    )
     body = untrusted_neutralise(source.text.replace("</source>", "</ source>"), markup=markup)
-    return f'<source id="S{number}" title="{title}" section="{section}">\n{body}\n</source>'
+    return f'<source id="S{number}"{attributes}>\n{body}\n</source>'
+
+
+def prompt_prefix(profile: Profile) -> str:
+    """The start of every prompt of ``profile``: the instructions (and Meditron's worked
+    example), the same bytes for every question, so a backend can read them once and keep them."""
+    if profile.name == "chatml":
+        return f"<|im_start|>system\n{INSTRUCTIONS}<|im_end|>\n"
+    return (
+        f"{INSTRUCTIONS}{_TURN}User: {MEDITRON_EXAMPLE_QUESTION}"
+        f"{_TURN}Assistant: {MEDITRON_EXAMPLE_ANSWER}"
+    )
 
 
 def render(
@@ -182,15 +199,14 @@ def render(
             for q, a in turns
         )
         return (
-            f"<|im_start|>system\n{INSTRUCTIONS}<|im_end|>\n{earlier}"
+            f"{prompt_prefix(profile)}{earlier}"
             f"<|im_start|>user\nSources:\n{sources_text}\n\nQuestion: {question}\n\n"
             f"{ANSWER_CUE}<|im_end|>\n"
             "<|im_start|>assistant\n"
         )
     earlier = "".join(f"{_TURN}User: {q}{_TURN}Assistant: {a}" for q, a in turns)
     return (
-        f"{INSTRUCTIONS}{_TURN}User: {MEDITRON_EXAMPLE_QUESTION}"
-        f"{_TURN}Assistant: {MEDITRON_EXAMPLE_ANSWER}{earlier}"
+        f"{prompt_prefix(profile)}{earlier}"
         f"{_TURN}User: Sources:\n{sources_text}\n\nQuestion: {question}\n\n{ANSWER_CUE}"
         f"{_TURN}Assistant:"
     )
@@ -239,4 +255,6 @@ def build_prompt(
         if longer_tokens + max_tokens > context_tokens:
             break
         text, tokens, turns = longer, longer_tokens, n
-    return BuiltPrompt(text, kept, tokens, profile.stop, len(sources) - len(kept), turns)
+    return BuiltPrompt(
+        text, kept, tokens, profile.stop, len(sources) - len(kept), turns, prompt_prefix(profile)
+    )

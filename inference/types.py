@@ -12,6 +12,8 @@ class GenerationRequest:
 
     ``prompt`` is the full text sent to the model (already formatted for it); generation stops
     at ``max_tokens`` new tokens or at the first of ``stop``, which is not included in the output.
+    ``prefix``: where ``prompt`` starts with it, a leading part that is the same for every
+    request (the instructions), which an in-process backend may read once and keep.
     """
 
     prompt: str
@@ -19,6 +21,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     request_id: str = ""
+    prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -166,23 +166,31 @@ def _bm25(question: str, units: Sequence[str], *, k1: float = 1.2, b: float = 0.
     return scores
 
 
-def evidence_select(
+@dataclass(frozen=True)
+class RankedUnit:
+    """A unit of a passage with its score for the question: ``source`` is its passage's number
+    (1 for the first passage given), ``position`` its place among that passage's units."""
+
+    score: float
+    source: int
+    position: int
+    text: str
+
+
+def evidence_rank(
     question: str,
     passages: Sequence[str],
     *,
     embed: Embed,
-    max_items: int = 3,
     lexical_weight: float = LEXICAL_WEIGHT,
     rank_bonus: float = RANK_BONUS,
-    margin: float = 0.12,
-) -> list[EvidenceItem]:
-    """The best ``max_items`` units of ``passages`` (in retrieval order) for ``question``.
+) -> list[RankedUnit]:
+    """Every unit of ``passages`` (in retrieval order), scored for ``question``, best first.
 
     Score = cosine + ``lexical_weight`` x BM25 / best BM25 + ``rank_bonus`` x (passages after
-    this one). The cosine is the better of the unit alone and the unit read after the sentence
+    this one). The cosine is the better of the unit alone and the unit read after the unit
     before it, so "Reduce to 2.5 mg when..." is understood as being about the drug the previous
-    sentence named. Units scoring more than ``margin`` below the best are left out, but at least
-    two are kept when there are two. Returned in reading order: by source, then position.
+    sentence named. One ``embed`` call for everything.
     """
     candidates = [
         (number, position, unit, units[position - 1] if position else "")
@@ -203,31 +211,110 @@ def evidence_select(
     ]
     lexical = _bm25(question, texts)
     top_lexical = max(lexical) or 1.0
-    scored = sorted(
+    return sorted(
         (
-            (
-                cosine
-                + lexical_weight * bm25 / top_lexical
-                + rank_bonus * (len(passages) - number),
-                number,
-                position,
-                unit,
+            RankedUnit(
+                score=round(
+                    cosine
+                    + lexical_weight * bm25 / top_lexical
+                    + rank_bonus * (len(passages) - number),
+                    4,
+                ),
+                source=number,
+                position=position,
+                text=unit,
             )
             for cosine, bm25, (number, position, unit, _) in zip(
                 dense, lexical, candidates, strict=True
             )
         ),
-        key=lambda item: -item[0],
+        key=lambda unit: -unit.score,
     )
-    best = scored[0][0]
-    chosen: list[tuple[int, int, EvidenceItem]] = []
+
+
+def evidence_pick(
+    ranked: Sequence[RankedUnit], *, max_items: int = 3, margin: float = 0.12
+) -> list[EvidenceItem]:
+    """The evidence block from ``ranked`` (best first, as :func:`evidence_rank` returns it):
+    the best ``max_items`` distinct units; units scoring more than ``margin`` below the best are
+    left out, but at least two are kept when there are two. In reading order: by source, then
+    position."""
+    if not ranked:
+        return []
+    best = ranked[0].score
+    chosen: list[RankedUnit] = []
     seen: set[str] = set()
-    for score, number, position, unit in scored:
-        if len(chosen) >= max_items or (len(chosen) >= 2 and score < best - margin):
+    for unit in ranked:
+        if len(chosen) >= max_items or (len(chosen) >= 2 and unit.score < best - margin):
             break
-        if unit.casefold() in seen:
+        if unit.text.casefold() in seen:
             continue
-        seen.add(unit.casefold())
-        item = EvidenceItem(source=number, text=unit, score=round(float(score), 4))
-        chosen.append((number, position, item))
-    return [item for _, _, item in sorted(chosen, key=lambda c: (c[0], c[1]))]
+        seen.add(unit.text.casefold())
+        chosen.append(unit)
+    return [
+        EvidenceItem(source=unit.source, text=unit.text, score=unit.score)
+        for unit in sorted(chosen, key=lambda c: (c.source, c.position))
+    ]
+
+
+def evidence_select(
+    question: str,
+    passages: Sequence[str],
+    *,
+    embed: Embed,
+    max_items: int = 3,
+    lexical_weight: float = LEXICAL_WEIGHT,
+    rank_bonus: float = RANK_BONUS,
+    margin: float = 0.12,
+) -> list[EvidenceItem]:
+    """The best ``max_items`` units of ``passages`` (in retrieval order) for ``question``:
+    :func:`evidence_rank`, then :func:`evidence_pick`."""
+    ranked = evidence_rank(
+        question, passages, embed=embed, lexical_weight=lexical_weight, rank_bonus=rank_bonus
+    )
+    return evidence_pick(ranked, max_items=max_items, margin=margin)
+
+
+# Between two excerpted units that are not next to each other in their passage.
+EXCERPT_GAP = "\u2026"
+
+
+def passage_excerpts(
+    ranked: Sequence[RankedUnit],
+    *,
+    sources: int,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> list[str]:
+    """Each of the ``sources`` passages cut to its units that best answer the question, for a
+    prompt a slow CPU reads in seconds: ``[excerpt of passage 1, ...]`` ("" for a passage none
+    of whose units made it).
+
+    Units are taken best first (``ranked``, from :func:`evidence_rank`) while their tokens
+    (``count_tokens``) fit in ``budget_tokens``; the best unit is always taken. Each excerpt
+    keeps its units verbatim and in reading order, one per line, with :data:`EXCERPT_GAP`
+    where units of the passage were left out between them.
+    """
+    chosen: dict[int, list[RankedUnit]] = {}
+    used = 0
+    seen: set[str] = set()
+    for unit in ranked:
+        if unit.text.casefold() in seen:
+            continue
+        cost = count_tokens(unit.text) + 1
+        if chosen and used + cost > budget_tokens:
+            continue  # a shorter unit further down may still fit
+        seen.add(unit.text.casefold())
+        chosen.setdefault(unit.source, []).append(unit)
+        used += cost
+    excerpts = []
+    for number in range(1, sources + 1):
+        lines: list[str] = []
+        previous = None
+        for unit in sorted(chosen.get(number, []), key=lambda u: u.position):
+            if previous is not None and unit.position != previous + 1:
+                lines.append(EXCERPT_GAP)
+            lines.append(unit.text)
+            previous = unit.position
+        excerpts.append("\n".join(lines))
+    return excerpts

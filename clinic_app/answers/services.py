@@ -7,7 +7,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -41,7 +41,7 @@ from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import FlagKind, GenerationRequest
 from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
-from retrieval.evidence import evidence_select
+from retrieval.evidence import RankedUnit, evidence_pick, evidence_rank, passage_excerpts
 from retrieval.followup import FollowUpMode, follow_up_queries, hits_merge
 from retrieval.search import SearchResult
 from retrieval.types import Hit
@@ -413,12 +413,13 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
             },
         )
 
-    # 4. Build the prompt within the model's context.
+    # 4. Score the sources' sentences for the question (the evidence block, and the excerpts a
+    # CPU model reads instead of whole passages), then build the prompt within the context.
     backend = runtime.get_backend()
+    offered = _sources_offered(hits, passages)
+    ranked = evidence_rank(question, [s.text for s in offered], embed=runtime.get_embedder().encode)
     try:
-        prompt = _prompt_build(
-            backend, question, [passages[h.passage_id] for h in hits], hits, earlier
-        )
+        prompt, excerpted = _prompt_build(backend, question, offered, ranked, earlier)
     except (PromptTooLong, BackendError) as exc:
         message = str(exc) if isinstance(exc, PromptTooLong) else exc.user_message
         return _finish(
@@ -442,7 +443,9 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     answer.prompt_sha256 = hashlib.sha256(prompt.text.encode()).hexdigest()
     # 5. Evidence first: the sources' own sentences that best answer the question, shown
     # before the model's first token and kept whatever the model then writes.
-    answer.evidence = evidence_build(question=question, sources=prompt.sources, passages=passages)
+    answer.evidence = evidence_build(
+        ranked=ranked, offered=offered, sources=prompt.sources, passages=passages
+    )
     answer.save(
         update_fields=["backend", "model_name", "model_version", "prompt_sha256", "evidence"]
     )
@@ -456,12 +459,14 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         "model": backend.info.model,
         "model_version": backend.info.version,
         "prompt_sha256": answer.prompt_sha256,
+        "prompt_tokens": prompt.prompt_tokens,
+        "prompt_sources": "excerpts" if excerpted else "passages",
     }
     if earlier:
         details["history_turns"] = prompt.turns
     _release_database()  # the model may write for minutes
     metrics.model_seen(backend.info.backend, backend.info.model, backend.info.version)
-    text, outcome, first_at = _stream(backend, prompt.text, prompt.stop, answer_id, sink)
+    text, outcome, first_at = _stream(backend, prompt, answer_id, sink)
     ended = time.monotonic()
     details["latency_ms"] = int((ended - started) * 1000)
     if first_at is not None:
@@ -478,7 +483,8 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
     checked_text, cited, flags = answer_checks(
         text,
-        sources=[s.text for s in prompt.sources],
+        # Checked against the whole passages, which the clinician opens from each citation.
+        sources=[passages[s.passage_id].text for s in prompt.sources],
         truncated=tokens >= settings.ANSWER_MAX_TOKENS,
     )
     Citation.objects.filter(answer=answer, number__in=cited).update(cited=True)
@@ -525,25 +531,51 @@ def _retrieve(question: str, earlier: list[Question]) -> tuple[SearchResult, dic
     return result, passages
 
 
+def _sources_offered(hits: list[Hit], passages: dict[int, Passage]) -> list[SourcePassage]:
+    """The retrieved passages the model may be given, best first: those semantically close, or
+    matched by BM25 on their exact terms (drug names, scores, abbreviations embeddings blur)."""
+    return [
+        SourcePassage(
+            passage_id=h.passage_id,
+            title=passages[h.passage_id].guideline.title,
+            section=passages[h.passage_id].section,
+            text=passages[h.passage_id].text,
+        )
+        for h in hits
+        if h.passage_id in passages
+        and (h.score >= settings.RETRIEVAL_MIN_SCORE or (h.lexical or 0.0) > 0.0)
+    ]
+
+
 def _prompt_build(
     backend: Backend,
     question: str,
-    found: list[Passage],
-    hits: list[Hit],
+    offered: list[SourcePassage],
+    ranked: list[RankedUnit],
     earlier: list[Question],
-) -> BuiltPrompt:
+) -> tuple[BuiltPrompt, bool]:
     """The prompt for ``question``: numbered sources, the conversation so far, within the
-    model's context (raises :class:`PromptTooLong`, or the backend's error)."""
-    sources = [
-        SourcePassage(
-            passage_id=h.passage_id, title=p.guideline.title, section=p.section, text=p.text
+    model's context (raises :class:`PromptTooLong`, or the backend's error); and whether the
+    sources in it are excerpts (``PROMPT_SOURCES``) rather than whole passages.
+
+    Excerpts keep each passage's best sentences (``ranked``) within ``PROMPT_EXCERPT_TOKENS``
+    under a short header (the section's own heading); a passage none of whose sentences made it
+    is not offered.
+    """
+    sources = offered
+    budget = runtime.prompt_excerpt_budget(backend)
+    if budget and ranked:
+        excerpts = passage_excerpts(
+            ranked, sources=len(offered), budget_tokens=budget, count_tokens=backend.count_tokens
         )
-        for h, p in zip(hits, found, strict=True)
-        # A passage is offered if it is semantically close, or if BM25 matched its exact terms
-        # (drug names, scores, abbreviations that embeddings blur).
-        if h.score >= settings.RETRIEVAL_MIN_SCORE or (h.lexical or 0.0) > 0.0
-    ]
-    return build_prompt(
+        # Short headers too: the section's own heading only (a guideline title and section path
+        # take 30-50 tokens per source, as much as its excerpt).
+        sources = [
+            replace(s, text=text, title="", section=s.section.rsplit(">", 1)[-1].strip())
+            for s, text in zip(offered, excerpts, strict=True)
+            if text
+        ]
+    prompt = build_prompt(
         profile=runtime.get_profile(),
         question=question,
         sources=sources,
@@ -555,6 +587,7 @@ def _prompt_build(
         # The conversation so far as the clinician saw it; the oldest turns go first.
         history=[Turn(q.text, q.answer.text or q.answer.message) for q in earlier],
     )
+    return prompt, sources is not offered
 
 
 def answer_checks(
@@ -661,18 +694,23 @@ def coverage_refusal_message(coverage: Coverage) -> str:
 
 
 def evidence_build(
-    *, question: str, sources: list[SourcePassage], passages: dict[int, Passage]
+    *,
+    ranked: list[RankedUnit],
+    offered: list[SourcePassage],
+    sources: list[SourcePassage],
+    passages: dict[int, Passage],
 ) -> list[EvidencePayload]:
-    """The evidence block for ``question``: verbatim sentences of ``sources`` (numbered as in
-    the prompt), each with its guideline's title, organisation and year, best first."""
-    items = evidence_select(
-        question,
-        [source.text for source in sources],
-        embed=runtime.get_embedder().encode,
-        max_items=settings.EVIDENCE_MAX_ITEMS,
-    )
+    """The evidence block: the best verbatim sentences (``ranked`` over ``offered``) of the
+    passages the prompt gave as ``sources``, numbered as in the prompt, each with its
+    guideline's title, organisation and year, in reading order."""
+    number = {source.passage_id: i for i, source in enumerate(sources, start=1)}
+    in_prompt = [
+        replace(unit, source=number[offered[unit.source - 1].passage_id])
+        for unit in ranked
+        if offered[unit.source - 1].passage_id in number
+    ]
     block: list[EvidencePayload] = []
-    for item in items:
+    for item in evidence_pick(in_prompt, max_items=settings.EVIDENCE_MAX_ITEMS):
         source = sources[item.source - 1]
         guideline = passages[source.passage_id].guideline
         block.append(
@@ -681,7 +719,7 @@ def evidence_build(
                 "text": item.text,
                 "score": item.score,
                 "passage_id": source.passage_id,
-                "section": source.section,
+                "section": passages[source.passage_id].section,
                 "guideline": {
                     "key": guideline.key,
                     "title": guideline.title,
@@ -707,7 +745,7 @@ def _release_database() -> None:
 
 
 def _stream(
-    backend: Backend, prompt: str, stop: tuple[str, ...], answer_id: int, sink: AnswerSink
+    backend: Backend, prompt: BuiltPrompt, answer_id: int, sink: AnswerSink
 ) -> tuple[str, _Outcome | None, float | None]:
     """Run generation into ``sink``; returns the text, if it did not complete why, and when
     (``time.monotonic()``) its first text arrived (``None``: none did)."""
@@ -716,10 +754,11 @@ def _stream(
     first_at: float | None = None
     last_poll = 0.0
     request = GenerationRequest(
-        prompt=prompt,
+        prompt=prompt.text,
         max_tokens=settings.ANSWER_MAX_TOKENS,
-        stop=stop,
+        stop=prompt.stop,
         request_id=f"answer-{answer_id}",
+        prefix=prompt.prefix,
     )
     try:
         for delta in backend.stream(request, cancel):

@@ -15,7 +15,12 @@ from pathlib import Path
 from django.conf import settings
 
 from inference.backends import Backend, load_backend
-from inference.calibrate import machine_fingerprint
+from inference.calibrate import (
+    CHOICE_RULE,
+    EXCERPT_PROMPT_OVERHEAD,
+    TYPICAL_PROMPT_TOKENS,
+    machine_fingerprint,
+)
 from inference.prompts import PROFILES, Profile
 from retrieval.embedder import Embedder
 from retrieval.index import set_faiss_threads
@@ -114,7 +119,14 @@ def engine_choice_key() -> str:
     """What a recorded choice is valid for: this CPU, the engines' versions, the settings."""
     from importlib.metadata import PackageNotFoundError, version
 
-    parts = [settings.EMBEDDED_MODEL, settings.EMBEDDED_MODEL_DTYPE, str(settings.TORCH_THREADS)]
+    parts = [
+        settings.EMBEDDED_MODEL,
+        settings.EMBEDDED_MODEL_DTYPE,
+        str(settings.TORCH_THREADS),
+        settings.PROMPT_SOURCES,
+        str(settings.PROMPT_EXCERPT_TOKENS),
+        CHOICE_RULE,
+    ]
     for package in ("llama-cpp-python", "torch", "transformers"):
         try:
             parts.append(f"{package}=={version(package)}")
@@ -253,6 +265,29 @@ class _BackendHolder:
 
 
 get_backend = _BackendHolder()
+
+
+def prompt_excerpt_budget(backend: Backend) -> int:
+    """Tokens of source text the prompt may carry as excerpts; 0: whole passages.
+
+    ``PROMPT_SOURCES=auto`` gives excerpts to an in-process model on a CPU (which reads a
+    prompt at 40-100 tokens/s on two cores) and whole passages to vLLM or a GPU.
+    """
+    mode = settings.PROMPT_SOURCES
+    if mode == "auto":
+        in_process_cpu = (
+            backend.info.backend in ("transformers", "llamacpp")
+            and str(backend.info.extra.get("device", "cpu")) == "cpu"
+        )
+        mode = "excerpts" if in_process_cpu else "passages"
+    return settings.PROMPT_EXCERPT_TOKENS if mode == "excerpts" else 0
+
+
+def typical_prompt_tokens(backend: Backend) -> int:
+    """Tokens a typical grounded prompt has for ``backend`` (excerpts or whole passages), for
+    choosing the engine (``inference.calibrate.engine_choose``)."""
+    budget = prompt_excerpt_budget(backend)
+    return budget + EXCERPT_PROMPT_OVERHEAD if budget else TYPICAL_PROMPT_TOKENS
 
 
 def get_profile() -> Profile:

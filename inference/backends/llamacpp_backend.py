@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -107,6 +107,8 @@ class LoadedGGUF:
     # less than half speed: one at a time.
     lock: threading.Lock
     control_tokens: tuple[str, ...]
+    # The fixed prefix whose key/value cache the context holds, read alone (see _context_prepare).
+    prefix: list[list[int]] = field(default_factory=list)
 
 
 def _control_tokens(llm: Any) -> tuple[str, ...]:
@@ -248,9 +250,36 @@ class LlamaCppBackend:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("generation cancelled by the caller")
         try:
+            prefix = self._tokenize(loaded, request.prefix) if request.prefix else []
+            self._context_prepare(loaded, tokens, prefix)
             yield from self._generate(loaded, tokens, request, cancel)
         finally:
             loaded.lock.release()
+
+    @staticmethod
+    def _context_prepare(loaded: LoadedGGUF, tokens: list[int], prefix: list[int]) -> None:
+        """Leave in the context only what ``tokens`` may reuse: the fixed ``prefix`` (the
+        instructions every prompt starts with), always read alone in a batch of its own, so the
+        output depends on the prompt only; else nothing.
+
+        llama-cpp-python by itself reuses whatever the previous prompt happened to share, read
+        in a batch with other tokens: greedy output would then depend on what was asked before.
+        Called under the model's lock.
+        """
+        llm = loaded.llm
+        n = len(prefix)
+        if not n or len(tokens) <= n or tokens[:n] != prefix:
+            llm.reset()
+            loaded.prefix.clear()
+            return
+        held = loaded.prefix == [prefix] and llm.n_tokens >= n
+        if held and [int(t) for t in llm.input_ids[:n]] == prefix:
+            llm._ctx.kv_cache_seq_rm(-1, n, -1)  # keep the prefix's cache, drop the rest
+            llm.n_tokens = n
+            return
+        llm.reset()
+        llm.eval(prefix)
+        loaded.prefix[:] = [prefix]
 
     def _generate(
         self,
@@ -265,11 +294,8 @@ class LlamaCppBackend:
             else {"temperature": 0.0}
         )
         try:
-            # Every prompt is evaluated from scratch. Reusing the KV cache of a shared prefix
-            # (llama-cpp-python's default) would save the system prompt's prefill, but splits
-            # the evaluation differently, and greedy output then depends on what was asked
-            # before: the same question must always get the same answer.
-            loaded.llm.reset()
+            # The context holds nothing or the fixed prefix (_context_prepare): the same
+            # question always gets the same answer.
             chunks = loaded.llm.create_completion(
                 tokens,
                 max_tokens=request.max_tokens,

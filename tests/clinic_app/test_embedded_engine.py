@@ -53,6 +53,8 @@ def test_calibrate_engine_measures_both_engines_and_embedded_follows_it(
 
     from django.core.management import call_command
 
+    from inference.calibrate import EngineRates, engine_choose
+
     assert runtime.embedded_engine()[0] == "llamacpp"  # not measured yet
     call_command("calibrate_engine", "--prompt-tokens", "64", "--new-tokens", "6")
     record = json.loads((scratch_models / "engine-choice.json").read_text())
@@ -60,8 +62,15 @@ def test_calibrate_engine_measures_both_engines_and_embedded_follows_it(
     assert all(
         r["prompt_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0 for r in record["rates"]
     )
-    fastest = min(record["rates"], key=lambda r: r["projected_s"])
-    assert record["engine"] == fastest["engine"]
+    assert record["engine"] in {r["engine"] for r in record["rates"]}
+    chosen = engine_choose(
+        [
+            EngineRates(**{k: r[k] for k in EngineRates.__dataclass_fields__})
+            for r in record["rates"]
+        ],
+        prompt_tokens=record["rates"][0]["typical_prompt_tokens"],
+    )
+    assert record["engine"] == chosen.engine
     engine, why = runtime.embedded_engine()
     assert engine == record["engine"] and "measured faster on this machine" in why
     # Measured already: --if-needed leaves the record alone.

@@ -228,3 +228,29 @@ def test_count_tokens_and_control_tokens_match_the_published_tokenizer(
     controls = set(backend.control_tokens())
     assert {"<|im_start|>", "<|im_end|>", "<|endoftext|>"} <= controls
     assert set(tokenizer_control_tokens(tokenizer)) <= controls
+
+
+PREFIX = "<|im_start|>system\nYou are a concise clinical assistant.<|im_end|>\n"
+
+
+def test_a_fixed_prefix_is_read_once_and_gives_the_same_answer_whatever_came_before(
+    backend: LlamaCppBackend,
+) -> None:
+    """The instructions stay in the context, read alone; output depends on the prompt only."""
+    other = PREFIX + "<|im_start|>user\nName one loop diuretic.<|im_end|>\n<|im_start|>assistant\n"
+    similar = PROMPT.replace("three common symptoms", "three rare causes")
+    assert PROMPT.startswith(PREFIX) and similar.startswith(PREFIX)
+    loaded = backend.load()
+    request = GenerationRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, prefix=PREFIX)
+    first = "".join(backend.stream(request))
+    prefix_tokens = loaded.llm.tokenize(PREFIX.encode(), add_bos=True, special=True)
+    assert loaded.prefix == [prefix_tokens]
+    # A prompt sharing more than the prefix with the last one reuses the prefix only.
+    for prompt in (other, similar):
+        "".join(backend.stream(GenerationRequest(prompt=prompt, max_tokens=6, prefix=PREFIX)))
+        assert loaded.prefix == [prefix_tokens]
+    assert "".join(backend.stream(request)) == first
+    # A prompt without the prefix starts from an empty context and forgets it.
+    "".join(backend.stream(GenerationRequest(prompt=PROMPT, max_tokens=4)))
+    assert loaded.prefix == []
+    assert "".join(backend.stream(request)) == first

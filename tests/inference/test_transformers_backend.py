@@ -177,3 +177,35 @@ def test_count_tokens_matches_the_tokenizer(backend: TransformersBackend) -> Non
     for text in (PROMPT, "Metformin 500 mg twice daily", "", "électrolytes · 5 µg/kg"):
         assert backend.count_tokens(text) == len(tokenizer.encode(text))
     assert backend.count_tokens("<|im_start|>") == 1, "ChatML markers are single special tokens"
+
+
+PREFIX = "<|im_start|>system\nYou are a concise clinical assistant.<|im_end|>\n"
+
+
+def test_a_fixed_prefix_is_read_once_and_gives_the_same_answer_whatever_came_before(
+    backend: TransformersBackend,
+) -> None:
+    """The instructions' key/value cache is kept and reused; output depends on the prompt only."""
+    other = PREFIX + "<|im_start|>user\nName one loop diuretic.<|im_end|>\n<|im_start|>assistant\n"
+    assert PROMPT.startswith(PREFIX)
+    loaded = backend.load()
+    request = GenerationRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, prefix=PREFIX)
+    first = "".join(backend.stream(request))
+    kept = loaded.prefix._cache
+    assert kept is not None and kept.get_seq_length() == len(loaded.tokenizer(PREFIX)["input_ids"])
+    "".join(backend.stream(GenerationRequest(prompt=other, max_tokens=6, prefix=PREFIX)))
+    assert loaded.prefix._cache is kept, "the same prefix is not read again"
+    assert kept.get_seq_length() == len(loaded.tokenizer(PREFIX)["input_ids"]), "kept intact"
+    again = "".join(backend.stream(request))
+    assert again == first, "the same prompt gets the same answer after another question"
+    # Close to reading the prompt whole: the same words (floating-point sums differ slightly).
+    whole = "".join(backend.stream(GenerationRequest(prompt=PROMPT, max_tokens=MAX_TOKENS)))
+    assert first.split()[:8] == whole.split()[:8]
+
+
+def test_a_prefix_the_prompt_does_not_start_with_is_ignored(backend: TransformersBackend) -> None:
+    loaded = backend.load()
+    before = loaded.prefix._cache
+    request = GenerationRequest(prompt=PROMPT, max_tokens=4, prefix="<|im_start|>system\nOther")
+    assert "".join(backend.stream(request))
+    assert loaded.prefix._cache is before

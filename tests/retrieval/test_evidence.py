@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from retrieval.embedder import Embedder
-from retrieval.evidence import MAX_CHARS, MIN_CHARS, evidence_select, evidence_units
+from retrieval.evidence import (
+    EXCERPT_GAP,
+    MAX_CHARS,
+    MIN_CHARS,
+    RankedUnit,
+    evidence_rank,
+    evidence_select,
+    evidence_units,
+    passage_excerpts,
+)
 
 PASSAGE = """## Dose reduction
 
@@ -107,3 +116,54 @@ def test_embed_is_called_once_question_first_then_units_then_units_in_context() 
     assert calls[0][1 : 1 + len(units)] == units
     # then each unit after the one before it, for context
     assert calls[0][1 + len(units) :] == [f"{a} {b}" for a, b in itertools.pairwise(units)]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_excerpts_keep_the_best_units_verbatim_in_reading_order_within_the_budget(
+    embedder: Embedder,
+) -> None:
+    other = "Start antihypertensive treatment when blood pressure stays above 140/90 mmHg."
+    ranked = evidence_rank(
+        "When should the apixaban dose be reduced to 2.5 mg?",
+        [PASSAGE, other],
+        embed=embedder.encode,
+    )
+    assert [u.score for u in ranked] == sorted((u.score for u in ranked), reverse=True)
+    excerpts = passage_excerpts(ranked, sources=2, budget_tokens=45, count_tokens=_words)
+    assert len(excerpts) == 2
+    lines = excerpts[0].split("\n")
+    units = evidence_units(PASSAGE)
+    kept = [line for line in lines if line != EXCERPT_GAP]
+    assert any(line.startswith("Reduce to 2.5 mg twice daily") for line in kept)
+    assert all(line in units for line in kept), "units are quoted word for word"
+    assert [units.index(line) for line in kept] == sorted(units.index(line) for line in kept)
+    chosen = kept + [line for line in excerpts[1].split("\n") if line and line != EXCERPT_GAP]
+    assert sum(_words(line) + 1 for line in chosen) <= 45
+    assert len(kept) < len(units), "the budget left units out"
+
+
+def test_an_excerpt_marks_where_units_were_left_out_between_kept_ones() -> None:
+    ranked = [
+        RankedUnit(score=0.9, source=1, position=3, text="Fourth sentence here."),
+        RankedUnit(score=0.8, source=1, position=0, text="First sentence here."),
+        RankedUnit(score=0.7, source=1, position=1, text="Second sentence here."),
+        RankedUnit(score=0.6, source=2, position=0, text="Other passage sentence."),
+        RankedUnit(score=0.5, source=1, position=2, text="Third sentence, too long " * 9),
+    ]
+    excerpts = passage_excerpts(ranked, sources=3, budget_tokens=16, count_tokens=_words)
+    assert excerpts[0] == "\n".join(
+        ["First sentence here.", "Second sentence here.", EXCERPT_GAP, "Fourth sentence here."]
+    )
+    assert excerpts[1] == "Other passage sentence."
+    assert excerpts[2] == "", "a passage with nothing chosen gets an empty excerpt"
+
+
+def test_the_best_unit_is_kept_even_over_budget_and_nothing_comes_from_nothing() -> None:
+    ranked = [RankedUnit(score=0.9, source=1, position=0, text="word " * 50)]
+    assert passage_excerpts(ranked, sources=1, budget_tokens=10, count_tokens=_words) == [
+        ("word " * 50)
+    ]
+    assert passage_excerpts([], sources=2, budget_tokens=10, count_tokens=_words) == ["", ""]

@@ -34,8 +34,10 @@ class Command(BaseCommand):
             self.stdout.write("Engine choice already measured on this machine.")
             return
         rates = []
+        typical = 0
         for engine in ("llamacpp", "transformers"):
             backend = runtime.embedded_backend_build(engine)
+            typical = runtime.typical_prompt_tokens(backend)
             self.stderr.write(f"measuring {engine}...")
             rates.append(
                 engine_rates(
@@ -45,12 +47,12 @@ class Command(BaseCommand):
                 )
             )
             del backend
-        best = engine_choose(rates)
+        best = engine_choose(rates, prompt_tokens=typical)
         record = {
             "key": runtime.engine_choice_key(),
             "engine": best.engine,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "rates": [r.as_dict() for r in rates],
+            "rates": [r.as_dict(typical) for r in rates],
         }
         path = runtime.engine_choice_path()
         try:
@@ -60,7 +62,8 @@ class Command(BaseCommand):
         runtime.get_backend.cache_clear()
         lines = [
             f"  {r.engine} ({r.precision}): prompt {r.prompt_tokens_per_s:.0f} tokens/s, "
-            f"answer {r.decode_tokens_per_s:.1f} tokens/s, typical answer {r.projected_s():.1f} s"
+            f"answer {r.decode_tokens_per_s:.1f} tokens/s; typical {typical}-token prompt: "
+            f"first token {r.first_token_s(typical):.1f} s, answer {r.projected_s(typical):.1f} s"
             for r in rates
         ]
         self.stdout.write("\n".join(["Engine speeds on this machine:", *lines]))
