@@ -59,6 +59,11 @@ VARIANTS = {
         "EMBEDDED_MODEL_DTYPE": "quantized",
         "PROMPT_SOURCES": "auto",
     },
+    "llamacpp_q8_0": {
+        "INFERENCE_BACKEND": "llamacpp",
+        "EMBEDDED_MODEL_DTYPE": "q8_0",
+        "PROMPT_SOURCES": "auto",
+    },
     "llamacpp_bfloat16": {
         "INFERENCE_BACKEND": "llamacpp",
         "EMBEDDED_MODEL_DTYPE": "bfloat16",
@@ -109,6 +114,9 @@ def ask_once(question: str, variant: dict[str, str]) -> dict[str, Any]:
         "evidence_s": (quotes[0] if quotes else ended) - started,
         "ttft_s": (first[0] if first else ended) - started,
         "total_s": ended - started,
+        # What the model wrote, in its own tokens: what the engine choice assumes
+        # (inference.calibrate.TYPICAL_ANSWER_TOKENS).
+        "answer_tokens": runtime.get_backend().count_tokens(answer.text) if answer.text else 0,
         "engine": runtime.get_backend().info.backend,
         "precision": runtime.get_backend().info.extra.get("dtype", ""),
     }
@@ -184,6 +192,16 @@ def main() -> int:
             statistics.median(run["evidence_s"] for run in runs["default"]),
             "s",
             note="the sources' own sentences, shown before the model's first token",
+        )
+    )
+    results.append(
+        result(
+            f"answer_tokens_p50@{len(questions)}_demo_questions",
+            statistics.median(run["answer_tokens"] for run in runs["default"]),
+            "tokens",
+            baseline="same engine reading whole passages, same run",
+            baseline_value=statistics.median(run["answer_tokens"] for run in runs[BASELINE]),
+            note="every question; a refusal counts 0",
         )
     )
     for name in variants:

@@ -4,7 +4,10 @@ against the defaults, on the machine it runs on.
 The defaults (``INFERENCE_BACKEND=embedded`` with ``EMBEDDED_MODEL_DTYPE=auto``, and
 ``EMBEDDER_DTYPE=auto``) must never be more than 1.1x slower than the fastest alternative
 measured here. Generator variants: transformers in bf16 and float32, and llama.cpp on the shipped
-quantised GGUF and on its bf16 conversion (``--with-f32`` adds llama.cpp float32, a 2 GB file).
+quantised GGUF, its Q8_0 copy and its bf16 conversion (``--with-f32`` adds llama.cpp float32, a
+2 GB file). The default is what the app runs here: the engine and precision recorded by
+``manage.py calibrate_engine`` (run in the background by ``make run``), else an unmeasured
+install's.
 Each streams a ~600-token ChatML prompt (guideline passages + question, the shape of a real
 grounded prompt) with 2 threads; the embedder embeds 128 guideline-length passages. Variants are
 interleaved run by run so drift in machine load hits all alike. The one-off build of llama.cpp
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import cpu_pressure, result, write_report  # noqa: E402
 from clinic_app.core.progress import progress_reporter  # noqa: E402
 from inference.backends import Backend, load_backend  # noqa: E402
-from inference.backends.llamacpp_backend import SHIPPED_GGUF, gguf_precision  # noqa: E402
+from inference.backends.llamacpp_backend import Q8_0, SHIPPED_GGUF, gguf_precision  # noqa: E402
 from inference.types import GenerationRequest  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.hardware import AUTO, dtype_resolve  # noqa: E402
@@ -140,10 +143,38 @@ def default_rows(
 
 
 def default_generator(model_dir: Path) -> str:
-    """The variant label the app's defaults pick on this machine (see clinic_app.core.runtime)."""
+    """The variant label the app's defaults pick on this machine: the engine and precision
+    `manage.py calibrate_engine` measured here (clinic_app.core.runtime), else what an
+    unmeasured install runs."""
+    measured = _measured_default(model_dir)
+    if measured:
+        return measured
     if importlib.util.find_spec("llama_cpp") and (model_dir / SHIPPED_GGUF).is_file():
         return f"llamacpp_{gguf_precision(AUTO).dtype}"
     return f"transformers_{dtype_resolve(AUTO, device='cpu').dtype}"
+
+
+def _measured_default(model_dir: Path) -> str:
+    """``<engine>_<precision>`` from the app's recorded engine choice for ``model_dir`` with the
+    default settings (``""`` when none is recorded, or the settings are not the defaults)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic_app.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from clinic_app.core import runtime
+
+    installed = Path(settings.MODELS_DIR) / settings.EMBEDDED_MODEL
+    if (
+        settings.INFERENCE_BACKEND != "embedded"
+        or settings.EMBEDDED_MODEL_DTYPE != AUTO
+        or installed.resolve() != model_dir.resolve()
+        or runtime.engine_choice_read() is None
+    ):
+        return ""
+    engine = runtime.embedded_engine()[0]
+    return f"{engine}_{runtime.embedded_precision(engine)}"
 
 
 def generator_variants(model_dir: Path, *, with_f32: bool) -> dict[str, Backend]:
@@ -155,7 +186,7 @@ def generator_variants(model_dir: Path, *, with_f32: bool) -> dict[str, Backend]
                 "transformers", model_path=str(model_dir), dtype=dtype, threads=THREADS
             )
     if importlib.util.find_spec("llama_cpp") and (model_dir / SHIPPED_GGUF).is_file():
-        for precision in ("quantized", "bfloat16", *(("float32",) if with_f32 else ())):
+        for precision in ("quantized", Q8_0, "bfloat16", *(("float32",) if with_f32 else ())):
             variants[f"llamacpp_{precision}"] = load_backend(
                 "llamacpp", model_path=str(model_dir), dtype=precision, threads=THREADS
             )

@@ -220,7 +220,7 @@ EMBEDDED_MODEL = env_choice(
 # auto: bf16 where the CPU computes it natively; elsewhere float32 (transformers) or the shipped
 # quantised GGUF (llama.cpp). quantized is llama.cpp only.
 EMBEDDED_MODEL_DTYPE = env_choice(
-    "EMBEDDED_MODEL_DTYPE", "auto", ("auto", "bfloat16", "float32", "quantized")
+    "EMBEDDED_MODEL_DTYPE", "auto", ("auto", "bfloat16", "float32", "quantized", "q8_0")
 )
 TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0)
 VLLM_BASE_URL = env_str("VLLM_BASE_URL", "http://127.0.0.1:8001")

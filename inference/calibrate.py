@@ -10,8 +10,10 @@ the prompt and answer lengths, so the choice is made from rates measured here:
 targets (first token within ``TARGET_FIRST_TOKEN_S``, whole answer within ``TARGET_ANSWER_S``),
 then the closest to both, for a typical grounded prompt and answer: five whole passages make prompts
 of 1,000-1,400 tokens (``TYPICAL_PROMPT_TOKENS``), excerpts about 350
-(``EXCERPT_PROMPT_OVERHEAD`` + the excerpt budget), and the median answer to the demo questions
-was about 45 tokens with either engine (``TYPICAL_ANSWER_TOKENS``, bench/answer_latency.py).
+(``EXCERPT_PROMPT_OVERHEAD`` + the excerpt budget). The median answer to the demo questions was
+about 45 tokens with whole passages (``TYPICAL_ANSWER_TOKENS``) and 70-100 with excerpts,
+whatever the engine (``EXCERPT_ANSWER_TOKENS``; bench/answer_latency.py reports it). The answer
+length matters: an engine that reads fast and writes slowly wins on short answers only.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from inference.types import GenerationRequest
 
 TYPICAL_PROMPT_TOKENS = 1200
 TYPICAL_ANSWER_TOKENS = 45
+# Median answer with excerpt prompts, demo questions, 2-core AVX2 EPYC, 2026-12-04: 72 (llama.cpp,
+# shipped file), 88 (transformers float32), 102 (llama.cpp Q8_0); individual answers 11-305.
+EXCERPT_ANSWER_TOKENS = 90
 # Tokens of an excerpt prompt besides the excerpts: instructions, question, cue, source tags.
 EXCERPT_PROMPT_OVERHEAD = 130
 TARGET_FIRST_TOKEN_S = 3.0
 TARGET_ANSWER_S = 15.0
 # Part of the key of a recorded choice: a new rule must not trust a choice made by the old one.
-CHOICE_RULE = "targets-met-then-closest-v2"
+CHOICE_RULE = "targets-met-then-closest-v3-precisions"
 _FILLER = (
     "Adults with atrial fibrillation and a CHA2DS2-VASc score of 2 or more in men, or 3 or "
     "more in women, should be offered oral anticoagulation; a direct oral anticoagulant is "
@@ -72,13 +77,18 @@ class EngineRates:
             self.projected_s(prompt_tokens, answer_tokens) / TARGET_ANSWER_S,
         )
 
-    def as_dict(self, prompt_tokens: int = TYPICAL_PROMPT_TOKENS) -> dict[str, object]:
+    def as_dict(
+        self,
+        prompt_tokens: int = TYPICAL_PROMPT_TOKENS,
+        answer_tokens: int = TYPICAL_ANSWER_TOKENS,
+    ) -> dict[str, object]:
         return {
             **asdict(self),
             "typical_prompt_tokens": prompt_tokens,
+            "typical_answer_tokens": answer_tokens,
             "projected_first_token_s": round(self.first_token_s(prompt_tokens), 2),
-            "projected_s": round(self.projected_s(prompt_tokens), 2),
-            "target_ratio": round(self.target_ratio(prompt_tokens), 3),
+            "projected_s": round(self.projected_s(prompt_tokens, answer_tokens), 2),
+            "target_ratio": round(self.target_ratio(prompt_tokens, answer_tokens), 3),
         }
 
 
@@ -116,9 +126,12 @@ def engine_rates(
 
 
 def engine_choose(
-    rates: list[EngineRates], *, prompt_tokens: int = TYPICAL_PROMPT_TOKENS
+    rates: list[EngineRates],
+    *,
+    prompt_tokens: int = TYPICAL_PROMPT_TOKENS,
+    answer_tokens: int = TYPICAL_ANSWER_TOKENS,
 ) -> EngineRates:
-    """The engine that meets more of the latency targets for a typical answer to a
+    """The engine that meets more of the latency targets for an ``answer_tokens`` answer to a
     ``prompt_tokens`` prompt, and among those the one closest to both
     (:meth:`EngineRates.target_ratio`): a fast first token with slow writing can lose to a
     slower first token with fast writing, and the other way round."""
@@ -127,10 +140,10 @@ def engine_choose(
 
     def missed(r: EngineRates) -> int:
         return (r.first_token_s(prompt_tokens) > TARGET_FIRST_TOKEN_S) + (
-            r.projected_s(prompt_tokens) > TARGET_ANSWER_S
+            r.projected_s(prompt_tokens, answer_tokens) > TARGET_ANSWER_S
         )
 
-    return min(rates, key=lambda r: (missed(r), r.target_ratio(prompt_tokens)))
+    return min(rates, key=lambda r: (missed(r), r.target_ratio(prompt_tokens, answer_tokens)))
 
 
 def machine_fingerprint(*parts: str) -> str:

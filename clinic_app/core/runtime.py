@@ -17,7 +17,9 @@ from django.conf import settings
 from inference.backends import Backend, load_backend
 from inference.calibrate import (
     CHOICE_RULE,
+    EXCERPT_ANSWER_TOKENS,
     EXCERPT_PROMPT_OVERHEAD,
+    TYPICAL_ANSWER_TOKENS,
     TYPICAL_PROMPT_TOKENS,
     machine_fingerprint,
 )
@@ -170,12 +172,26 @@ def embedded_engine() -> tuple[str, str]:
     return "llamacpp", "llama.cpp is installed and the model folder holds the GGUF"
 
 
-def embedded_backend_build(engine: str) -> Backend:
-    """An in-process backend on ``engine`` (``llamacpp`` or ``transformers``) with the settings."""
+def embedded_precision(engine: str) -> str:
+    """The precision to run ``engine`` in: ``EMBEDDED_MODEL_DTYPE``, except that ``auto`` takes
+    the precision `manage.py calibrate_engine` measured fastest for that engine on this machine
+    (llama.cpp: the shipped quantised file or its Q8_0 copy, on CPUs without native bf16)."""
+    chosen = settings.EMBEDDED_MODEL_DTYPE
+    if chosen != "auto":
+        return chosen
+    record = engine_choice_read()
+    if record is not None and record.get("engine") == engine and record.get("precision"):
+        return str(record["precision"])
+    return chosen
+
+
+def embedded_backend_build(engine: str, dtype: str | None = None) -> Backend:
+    """An in-process backend on ``engine`` (``llamacpp`` or ``transformers``) with the settings;
+    ``dtype`` overrides the precision (the calibration measures each candidate)."""
     configure_threads()
     options: dict[str, object] = {
         "model_path": str(_model_dir()),
-        "dtype": settings.EMBEDDED_MODEL_DTYPE,
+        "dtype": dtype or embedded_precision(engine),
         "model_name": settings.EMBEDDED_MODEL,
     }
     if engine == "llamacpp":
@@ -245,14 +261,18 @@ class _BackendHolder:
     def _upgrade(self) -> None:
         importlib.invalidate_caches()  # a package installed since start-up becomes visible
         engine, why = embedded_engine()
-        if self._backend is None or engine == self._backend.info.backend:
+        precision = embedded_precision(engine)
+        if self._backend is None or (
+            engine == self._backend.info.backend
+            and precision in ("auto", self._backend.info.extra.get("dtype"))
+        ):
             return
         try:
             backend = _backend_build()
         except Exception:  # a half-finished install: keep serving, look again later
             log.warning("%s is not usable yet; staying on the engine in use", engine, exc_info=True)
             return
-        log.info("the embedded engine switches to %s (%s)", engine, why)
+        log.info("the embedded engine switches to %s, %s (%s)", engine, precision, why)
         self._backend = backend
 
     def loaded(self) -> bool:
@@ -288,6 +308,12 @@ def typical_prompt_tokens(backend: Backend) -> int:
     choosing the engine (``inference.calibrate.engine_choose``)."""
     budget = prompt_excerpt_budget(backend)
     return budget + EXCERPT_PROMPT_OVERHEAD if budget else TYPICAL_PROMPT_TOKENS
+
+
+def typical_answer_tokens(backend: Backend) -> int:
+    """Tokens of a typical answer by ``backend`` to such a prompt (median on the demo
+    questions: longer from excerpts than from whole passages)."""
+    return EXCERPT_ANSWER_TOKENS if prompt_excerpt_budget(backend) else TYPICAL_ANSWER_TOKENS
 
 
 def get_profile() -> Profile:

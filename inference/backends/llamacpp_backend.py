@@ -9,6 +9,12 @@ follows the machine (``dtype="auto"``, see :mod:`retrieval.hardware`):
   seconds); prefill runs on the bf16 units, 2x faster than the quantised file here;
 - the shipped quantised file (``quantized``) everywhere else: llama.cpp's integer kernels are
   what it is built for, and bf16 would be emulated;
+- ``q8_0``: the shipped weights re-stored in llama.cpp's 8-bit blocks (``model-q8_0.gguf``,
+  converted once). Every 4/6-bit value of the shipped file is kept to within 1/254 of its block's
+  range: perplexity on guideline text +0.2% (docs/performance.md), while some CPUs read prompts
+  faster with the Q8_0 kernels than with the K-quant ones (2-core AVX2 EPYC: 1.25x). Where the
+  CPU has no native bf16, ``manage.py calibrate_engine`` measures ``quantized`` and ``q8_0`` and
+  ``auto`` follows that measurement (clinic_app/core/runtime.py); this module alone never guesses;
 - ``float32`` on request: the exact de-quantised weights, the same numbers transformers uses.
 
 Measured on a 2-core AVX512-BF16 EPYC (bench/embedded_model.py): ~2 s to the first token of a
@@ -38,24 +44,37 @@ logger = logging.getLogger(__name__)
 
 SHIPPED_GGUF = "model.gguf"
 QUANTIZED = "quantized"
-PRECISIONS = (AUTO, "bfloat16", "float32", QUANTIZED)
+Q8_0 = "q8_0"
+PRECISIONS = (AUTO, "bfloat16", "float32", QUANTIZED, Q8_0)
 # How often a waiting stream looks at its cancel event while another generation holds the model.
 _POLL_S = 0.05
 
 
 def gguf_precision(requested: str) -> DtypeChoice:
-    """The weights llama.cpp should run for ``requested`` (auto, bfloat16, float32, quantized).
+    """The weights llama.cpp should run for ``requested`` (one of :data:`PRECISIONS`).
 
-    ``auto`` is bf16 where the CPU computes it natively and the shipped quantised file elsewhere.
+    ``auto`` is bf16 where the CPU computes it natively and the shipped quantised file elsewhere
+    (unless a measurement made here says otherwise: :func:`auto_candidates`).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"unsupported precision {requested!r}; use one of {PRECISIONS}")
-    if requested == QUANTIZED:
-        return DtypeChoice(QUANTIZED, "set explicitly")
+    if requested in (QUANTIZED, Q8_0):
+        return DtypeChoice(requested, "set explicitly")
     choice = dtype_resolve(requested, device="cpu")
     if requested == AUTO and choice.dtype != "bfloat16":
         return DtypeChoice(QUANTIZED, f"llama.cpp's integer kernels; {choice.reason}")
     return choice
+
+
+def auto_candidates() -> tuple[str, ...]:
+    """The precisions ``auto`` may stand for on this CPU, to be measured against each other.
+
+    bf16 alone where the CPU computes it natively; elsewhere the shipped quantised file and its
+    Q8_0 copy, which trade places from one CPU to another (which integer kernels are faster
+    depends on the instruction set and the cache sizes).
+    """
+    choice = gguf_precision(AUTO)
+    return (QUANTIZED, Q8_0) if choice.dtype == QUANTIZED else (choice.dtype,)
 
 
 def gguf_variant(model_dir: Path, precision: str) -> Path:
@@ -70,6 +89,7 @@ def gguf_variant(model_dir: Path, precision: str) -> Path:
     ftypes = {
         "bfloat16": ("bf16", "LLAMA_FTYPE_MOSTLY_BF16"),
         "float32": ("f32", "LLAMA_FTYPE_ALL_F32"),
+        Q8_0: ("q8_0", "LLAMA_FTYPE_MOSTLY_Q8_0"),
     }
     if precision not in ftypes:
         raise ValueError(f"no GGUF variant for precision {precision!r}")

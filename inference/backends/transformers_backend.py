@@ -155,9 +155,9 @@ class TransformersBackend:
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype == "quantized":
+        if dtype in ("quantized", "q8_0"):
             raise ValueError(
-                "precision 'quantized' is for the llama.cpp engine; transformers runs the "
+                f"precision {dtype!r} is for the llama.cpp engine; transformers runs the "
                 "de-quantised weights in bfloat16 or float32 (or auto)"
             )
         # auto: bf16 only where the hardware computes it natively (emulated bf16 is 5-6x slower).

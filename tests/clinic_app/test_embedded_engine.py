@@ -10,7 +10,12 @@ import pytest
 from django.test import override_settings
 
 from clinic_app.core import runtime
-from inference.backends.llamacpp_backend import LlamaCppBackend
+from inference.backends.llamacpp_backend import (
+    QUANTIZED,
+    LlamaCppBackend,
+    auto_candidates,
+    gguf_variant,
+)
 from inference.backends.transformers_backend import TransformersBackend
 
 # About which engine runs the model: the configured backend, never the scripted one.
@@ -37,6 +42,8 @@ def scratch_models(tmp_path: Path) -> Iterator[Path]:
     from django.conf import settings
 
     real = Path(settings.MODELS_DIR) / settings.EMBEDDED_MODEL
+    for precision in auto_candidates():  # converted copies: once, beside the installed model
+        gguf_variant(real, precision)
     linked = tmp_path / settings.EMBEDDED_MODEL
     linked.mkdir()
     for path in real.iterdir():
@@ -59,6 +66,10 @@ def test_calibrate_engine_measures_both_engines_and_embedded_follows_it(
     call_command("calibrate_engine", "--prompt-tokens", "64", "--new-tokens", "6")
     record = json.loads((scratch_models / "engine-choice.json").read_text())
     assert {r["engine"] for r in record["rates"]} == {"llamacpp", "transformers"}
+    # llama.cpp in every precision `auto` may stand for on this CPU, measured side by side.
+    assert [r["precision"] for r in record["rates"] if r["engine"] == "llamacpp"] == list(
+        auto_candidates()
+    )
     assert all(
         r["prompt_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0 for r in record["rates"]
     )
@@ -69,8 +80,11 @@ def test_calibrate_engine_measures_both_engines_and_embedded_follows_it(
             for r in record["rates"]
         ],
         prompt_tokens=record["rates"][0]["typical_prompt_tokens"],
+        answer_tokens=record["rates"][0]["typical_answer_tokens"],
     )
-    assert record["engine"] == chosen.engine
+    assert (record["engine"], record["precision"]) == (chosen.engine, chosen.precision)
+    assert runtime.embedded_precision(record["engine"]) == record["precision"]
+    assert runtime.get_backend().info.extra["dtype"] == record["precision"]
     engine, why = runtime.embedded_engine()
     assert engine == record["engine"] and "measured faster on this machine" in why
     # Measured already: --if-needed leaves the record alone.
@@ -124,9 +138,10 @@ def test_an_explicit_engine_wins(name: str) -> None:
         assert runtime.get_backend().info.backend == name
 
 
-def test_quantized_precision_is_refused_by_transformers_with_the_reason() -> None:
+@pytest.mark.parametrize("precision", ["quantized", "q8_0"])
+def test_llama_cpp_precisions_are_refused_by_transformers_with_the_reason(precision: str) -> None:
     with (
-        override_settings(INFERENCE_BACKEND="transformers", EMBEDDED_MODEL_DTYPE="quantized"),
+        override_settings(INFERENCE_BACKEND="transformers", EMBEDDED_MODEL_DTYPE=precision),
         pytest.raises(ValueError, match=r"llama\.cpp engine"),
     ):
         runtime.get_backend()
@@ -195,3 +210,30 @@ def test_an_unmeasured_default_follows_the_measurement_when_it_arrives(
     measured = runtime.get_backend()
     assert isinstance(measured, TransformersBackend)
     assert runtime.get_backend() is measured  # settled: no more looking
+
+
+def test_auto_precision_follows_the_measured_one_and_an_explicit_precision_wins(
+    monkeypatch: pytest.MonkeyPatch, scratch_models: Path
+) -> None:
+    import json
+
+    monkeypatch.setattr(runtime.get_backend, "UPGRADE_CHECK_S", 0.0)
+    first = runtime.get_backend()
+    assert first.info.extra["dtype"] == auto_candidates()[0]  # not measured yet
+    (scratch_models / "engine-choice.json").write_text(
+        json.dumps(
+            {
+                "key": runtime.engine_choice_key(),
+                "engine": "llamacpp",
+                "precision": "q8_0",
+                "rates": [],
+            }
+        )
+    )
+    measured = runtime.get_backend()
+    assert measured is not first, "the measurement arrived: the process follows it"
+    assert (measured.info.backend, measured.info.extra["dtype"]) == ("llamacpp", "q8_0")
+    assert runtime.get_backend() is measured  # settled
+    assert runtime.embedded_precision("transformers") == "auto", "measured for llama.cpp only"
+    with override_settings(EMBEDDED_MODEL_DTYPE=QUANTIZED):
+        assert runtime.embedded_precision("llamacpp") == QUANTIZED

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from inference.calibrate import EngineRates, engine_choose, machine_fingerprint
+from inference.calibrate import (
+    EXCERPT_ANSWER_TOKENS,
+    TARGET_ANSWER_S,
+    EngineRates,
+    engine_choose,
+    machine_fingerprint,
+)
 
 
 def rates(engine: str, prompt: float, decode: float) -> EngineRates:
@@ -46,6 +52,24 @@ def test_the_choice_meets_more_targets_then_comes_closest_to_both() -> None:
     torch_like, llama_like = rates("transformers", 63.0, 3.3), rates("llamacpp", 41.0, 17.0)
     assert torch_like.target_ratio(prompt) < llama_like.target_ratio(prompt)
     assert engine_choose([llama_like, torch_like], prompt_tokens=prompt).engine == "llamacpp"
+
+
+def test_the_typical_answer_length_decides_between_a_fast_reader_and_a_fast_writer() -> None:
+    """Measured on the AVX2 machine (2026-12-04, calibrate_engine): torch float32 reads 75
+    tokens/s and writes 4.8, llama.cpp's Q8_0 copy 53 and 19.5. For a 45-token answer (the median
+    with whole passages) both meet only the 15 s target and torch's first token is sooner, so
+    torch was chosen; excerpt prompts draw answers of about 90 tokens (bench/answer_latency.py:
+    torch 27 s per answer at the median, llama.cpp 13-14 s), which only llama.cpp writes in 15 s."""
+    torch_like = rates("transformers", 74.6, 4.8)
+    llama_like = rates("llamacpp", 53.4, 19.5)
+    prompt = 370
+    assert engine_choose([llama_like, torch_like], prompt_tokens=prompt).engine == "transformers"
+    assert torch_like.projected_s(prompt, EXCERPT_ANSWER_TOKENS) > TARGET_ANSWER_S
+    assert llama_like.projected_s(prompt, EXCERPT_ANSWER_TOKENS) <= TARGET_ANSWER_S
+    chosen = engine_choose(
+        [llama_like, torch_like], prompt_tokens=prompt, answer_tokens=EXCERPT_ANSWER_TOKENS
+    )
+    assert chosen.engine == "llamacpp"
 
 
 def test_nothing_measured_is_an_error() -> None:

@@ -6,15 +6,18 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from inference.backends import load_backend
 from inference.backends.base import Backend
 from inference.backends.llamacpp_backend import (
+    Q8_0,
     QUANTIZED,
     SHIPPED_GGUF,
     LlamaCppBackend,
+    auto_candidates,
     gguf_precision,
     gguf_variant,
 )
@@ -93,6 +96,71 @@ def test_bf16_variant_is_converted_once_and_reused(tmp_path: Path) -> None:
     bf16 = LlamaCppBackend(model_path=str(tmp_path), dtype="bfloat16")
     text = "".join(bf16.stream(GenerationRequest(prompt=PROMPT, max_tokens=6)))
     assert text.strip()
+
+
+def test_auto_is_measured_between_the_shipped_file_and_its_q8_0_copy_without_native_bf16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: (False, "test: AVX2 only"))
+    assert auto_candidates() == (QUANTIZED, Q8_0)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: (True, "test: AMX"))
+    assert auto_candidates() == ("bfloat16",), "native bf16: nothing to measure"
+    assert gguf_precision(Q8_0).dtype == Q8_0, "an explicit value wins"
+
+
+# A guideline-like paragraph: the text the model reads in a grounded prompt.
+GUIDELINE_TEXT = (
+    "In adults with sepsis or septic shock, we recommend administering antimicrobials "
+    "immediately, ideally within one hour of recognition. For adults with sepsis-induced "
+    "hypoperfusion or septic shock, we suggest that at least 30 mL/kg of intravenous "
+    "crystalloid fluid should be given within the first three hours of resuscitation. For "
+    "adults with septic shock on vasopressors, we recommend an initial target mean arterial "
+    "pressure of 65 mmHg over higher mean arterial pressure targets. We suggest using "
+    "norepinephrine as the first-line agent over other vasopressors. For adults with septic "
+    "shock and an ongoing requirement for vasopressor therapy, we suggest using intravenous "
+    "corticosteroids. Patients with chronic kidney disease and an eGFR below 30 mL/min/1.73 m2 "
+    "should be referred to a nephrologist, and metformin should not be started."
+)
+
+
+def _next_token_log_probs(path: Path, tokens: list[int]) -> Any:
+    """log p(token i+1 | tokens up to i) at every position of ``tokens``, read by ``path``."""
+    import llama_cpp
+    import numpy as np
+
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=512,
+        n_threads=os.cpu_count() or 1,
+        logits_all=True,
+        verbose=False,
+    )
+    try:
+        llm.eval(tokens)
+        scores = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    finally:
+        llm.close()
+    top = scores.max(axis=1, keepdims=True)
+    log_probs = scores - top - np.log(np.exp(scores - top).sum(axis=1, keepdims=True))
+    return log_probs[np.arange(len(tokens) - 1), tokens[1:]], scores.argmax(axis=1)
+
+
+def test_the_q8_0_copy_reads_guideline_text_as_the_shipped_file_does(
+    backend: LlamaCppBackend,
+) -> None:
+    """Q8_0 re-stores the shipped 4/6-bit values: perplexity within 1%, the same most likely
+    next token almost everywhere. A lossy conversion (Q4_0 from the shipped file: +15%
+    perplexity on guideline text) would fail this."""
+    import math
+
+    tokens = backend._tokenize(backend.load(), GUIDELINE_TEXT)
+    shipped, shipped_top = _next_token_log_probs(MODEL_DIR / SHIPPED_GGUF, tokens)
+    copy_path = gguf_variant(MODEL_DIR, Q8_0)
+    assert copy_path.name == "model-q8_0.gguf"
+    copy, copy_top = _next_token_log_probs(copy_path, tokens)
+    ratio = math.exp(-copy.mean()) / math.exp(-shipped.mean())
+    assert 0.99 <= ratio <= 1.01, f"perplexity ratio q8_0 / shipped {ratio:.4f}"
+    assert (shipped_top == copy_top).mean() >= 0.95
 
 
 def test_stream_yields_text_in_several_chunks(greedy_chunks: list[str]) -> None:

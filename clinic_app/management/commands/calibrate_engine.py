@@ -1,6 +1,9 @@
 """Measure the in-process engines on this machine and record which answers faster.
 
-``INFERENCE_BACKEND=embedded`` then uses the recorded engine (clinic_app/core/runtime.py); run by
+``INFERENCE_BACKEND=embedded`` then uses the recorded engine, and ``EMBEDDED_MODEL_DTYPE=auto``
+its recorded precision (clinic_app/core/runtime.py). llama.cpp is measured in each precision
+``auto`` may stand for here (``inference.backends.llamacpp_backend.auto_candidates``: bf16 where
+native, else the shipped quantised file and its Q8_0 copy); transformers in its own. Run by
 ``make setup`` and at the end of a background llama.cpp build. ``--if-needed`` does nothing when
 a measurement for this machine, these engine versions and these settings is already recorded.
 """
@@ -11,9 +14,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinic_app.core import runtime
+from inference.backends.llamacpp_backend import auto_candidates
 from inference.calibrate import engine_choose, engine_rates
 
 
@@ -34,11 +39,12 @@ class Command(BaseCommand):
             self.stdout.write("Engine choice already measured on this machine.")
             return
         rates = []
-        typical = 0
-        for engine in ("llamacpp", "transformers"):
-            backend = runtime.embedded_backend_build(engine)
+        typical = answer = 0
+        for engine, dtype in self._candidates():
+            backend = runtime.embedded_backend_build(engine, dtype)
             typical = runtime.typical_prompt_tokens(backend)
-            self.stderr.write(f"measuring {engine}...")
+            answer = runtime.typical_answer_tokens(backend)
+            self.stderr.write(f"measuring {engine} ({backend.info.extra.get('dtype')})...")
             rates.append(
                 engine_rates(
                     backend,
@@ -47,12 +53,13 @@ class Command(BaseCommand):
                 )
             )
             del backend
-        best = engine_choose(rates, prompt_tokens=typical)
+        best = engine_choose(rates, prompt_tokens=typical, answer_tokens=answer)
         record = {
             "key": runtime.engine_choice_key(),
             "engine": best.engine,
+            "precision": best.precision,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "rates": [r.as_dict(typical) for r in rates],
+            "rates": [r.as_dict(typical, answer) for r in rates],
         }
         path = runtime.engine_choice_path()
         try:
@@ -62,9 +69,17 @@ class Command(BaseCommand):
         runtime.get_backend.cache_clear()
         lines = [
             f"  {r.engine} ({r.precision}): prompt {r.prompt_tokens_per_s:.0f} tokens/s, "
-            f"answer {r.decode_tokens_per_s:.1f} tokens/s; typical {typical}-token prompt: "
-            f"first token {r.first_token_s(typical):.1f} s, answer {r.projected_s(typical):.1f} s"
+            f"answer {r.decode_tokens_per_s:.1f} tokens/s; typical {typical}-token prompt and "
+            f"{answer}-token answer: first token {r.first_token_s(typical):.1f} s, "
+            f"answer {r.projected_s(typical, answer):.1f} s"
             for r in rates
         ]
         self.stdout.write("\n".join(["Engine speeds on this machine:", *lines]))
-        self.stdout.write(f"Embedded engine: {best.engine} (recorded in {path})")
+        self.stdout.write(f"Embedded engine: {best.engine}, {best.precision} (recorded in {path})")
+
+    @staticmethod
+    def _candidates() -> list[tuple[str, str | None]]:
+        """(engine, precision) pairs to measure; ``None``: the configured precision."""
+        if settings.EMBEDDED_MODEL_DTYPE != "auto":
+            return [("llamacpp", None), ("transformers", None)]
+        return [*(("llamacpp", dtype) for dtype in auto_candidates()), ("transformers", None)]
