@@ -115,7 +115,7 @@ def ask_once(question: str, variant: dict[str, str]) -> dict[str, Any]:
         "ttft_s": (first[0] if first else ended) - started,
         "total_s": ended - started,
         # What the model wrote, in its own tokens: what the engine choice assumes
-        # (inference.calibrate.TYPICAL_ANSWER_TOKENS).
+        # (inference.calibrate.EXCERPT_ANSWER_TOKENS, TYPICAL_ANSWER_TOKENS).
         "answer_tokens": runtime.get_backend().count_tokens(answer.text) if answer.text else 0,
         "engine": runtime.get_backend().info.backend,
         "precision": runtime.get_backend().info.extra.get("dtype", ""),

@@ -154,8 +154,8 @@ def embedded_engine() -> tuple[str, str]:
     """The in-process engine to use and why: ``INFERENCE_BACKEND`` unless it is ``embedded``.
 
     ``embedded`` picks the engine measured faster on this machine (`manage.py calibrate_engine`,
-    run by `make setup`: llama.cpp wins where the CPU computes bf16 natively, torch float32 can
-    win on AVX2-only CPUs); unmeasured, llama.cpp when it is installed and the model folder holds
+    run in the background by `make run`: llama.cpp wins where the CPU computes bf16 natively,
+    and on AVX2-only CPUs it depends on the answers' length); unmeasured, llama.cpp when it is installed and the model folder holds
     the GGUF, else transformers on the de-quantised safetensors.
     """
     chosen = settings.INFERENCE_BACKEND
