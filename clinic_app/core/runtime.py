@@ -155,8 +155,9 @@ def embedded_engine() -> tuple[str, str]:
 
     ``embedded`` picks the engine measured faster on this machine (`manage.py calibrate_engine`,
     run in the background by `make run`: llama.cpp wins where the CPU computes bf16 natively,
-    and on AVX2-only CPUs it depends on the answers' length); unmeasured, llama.cpp when it is installed and the model folder holds
-    the GGUF, else transformers on the de-quantised safetensors.
+    and on AVX2-only CPUs it depends on the answers' length); unmeasured, llama.cpp when it is
+    installed and the model folder holds the GGUF, else transformers on the de-quantised
+    safetensors.
     """
     chosen = settings.INFERENCE_BACKEND
     if chosen != "embedded":

@@ -4,8 +4,9 @@
 its recorded precision (clinic_app/core/runtime.py). llama.cpp is measured in each precision
 ``auto`` may stand for here (``inference.backends.llamacpp_backend.auto_candidates``: bf16 where
 native, else the shipped quantised file and its Q8_0 copy); transformers in its own. Run in
-the background by ``make run`` and at the end of a background llama.cpp build. ``--if-needed`` does nothing when
-a measurement for this machine, these engine versions and these settings is already recorded.
+the background by ``make run`` and at the end of a background llama.cpp build. ``--if-needed``
+does nothing when a measurement for this machine, these engine versions and these settings is
+already recorded.
 """
 
 from __future__ import annotations
