@@ -26,7 +26,8 @@ Second, the project's own question sets over the demo library (``OWN_SETS``; nee
 refused by the cosine rule alone and by the cosine rule plus the coverage check
 (``retrieval/coverage.py``: a specialised term no guideline uses, a population no retrieved
 passage addresses), against the targets out-of-scope refused >= 0.95 with answerable refused
-<= 0.05. Writes ``bench/results/threshold.json``.
+<= 0.05; and the share given no generated summary (refused, or the quotes only because the
+passages miss the question's words: ``terms_unmentioned``). Writes ``bench/results/threshold.json``.
 
     .venv/bin/python bench/threshold.py [--quick]
 
@@ -202,6 +203,9 @@ def own_sets_curve(
             coverage = services.question_coverage(
                 q.question, [passages[h.passage_id] for h in kept]
             )
+            unmentioned = services.summary_unmentioned(
+                q.question, [passages[h.passage_id] for h in kept]
+            )
             rows.append(
                 {
                     "set": name.removesuffix(".jsonl"),
@@ -210,6 +214,8 @@ def own_sets_curve(
                     "top": max((h.score for h in kept), default=0.0),
                     "covered": coverage.covered,
                     "missing": coverage.describe(),
+                    "summary_skipped": bool(unmentioned),
+                    "unmentioned": list(unmentioned),
                 }
             )
     if not rows:
@@ -225,6 +231,11 @@ def own_sets_curve(
             for rule, refuse in (
                 ("cosine", lambda r, t=t: r["top"] < t),
                 ("cosine+coverage", lambda r, t=t: r["top"] < t or not r["covered"]),
+                # Refused, or only the guideline's sentences shown (no summary written).
+                (
+                    "no_summary",
+                    lambda r, t=t: r["top"] < t or not r["covered"] or r["summary_skipped"],
+                ),
             ):
                 for kind in ("answerable", "out_of_scope"):
                     group = [r for r in mine if r["kind"] == kind]
@@ -250,8 +261,19 @@ def own_sets_curve(
                         questions=sum(r["kind"] == kind for r in mine),
                     )
                 )
+                # What reaches the clinician as generated text: refused or quotes only.
+                results.append(
+                    result(
+                        f"own_{set_name}_{kind}_no_summary",
+                        point[f"{kind}_refused_no_summary"],
+                        f"share of {kind} questions refused or shown only the quotes",
+                        baseline="refused (cosine + coverage), same run",
+                        baseline_value=value,
+                        questions=sum(r["kind"] == kind for r in mine),
+                    )
+                )
     wrong = [
-        {k: r[k] for k in ("set", "id", "kind", "top", "missing")}
+        {k: r[k] for k in ("set", "id", "kind", "top", "missing", "unmentioned")}
         for r in rows
         if (r["kind"] == "answerable") == (r["top"] < configured or not r["covered"])
     ]

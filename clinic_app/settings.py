@@ -190,6 +190,9 @@ FAISS_THREADS = env_int("FAISS_THREADS", 1, minimum=1)
 COVERAGE_CHECK = env_choice("COVERAGE_CHECK", "on", ("on", "off"))
 # Words below this Zipf frequency in general English count as specialised (apixaban 1.2).
 COVERAGE_RARE_ZIPF = env_float("COVERAGE_RARE_ZIPF", 3.0)
+# Show the guideline's sentences but write no summary when two or more of the question's less
+# common words appear in no retrieved passage (retrieval/coverage.py, terms_unmentioned).
+SUMMARY_COVERAGE_CHECK = env_choice("SUMMARY_COVERAGE_CHECK", "on", ("on", "off"))
 # score (dense 0.8) chosen on the PubMedQA dev split (bench/retrieval.py, docs/retrieval.md).
 RETRIEVAL_FUSION = env_choice("RETRIEVAL_FUSION", "score", ("score", "rrf", "dense", "bm25"))
 # Cross-encoder reranking of the best RERANKER_CANDIDATES fused passages (a local path or a hub

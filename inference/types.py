@@ -46,6 +46,7 @@ class FlagKind(StrEnum):
     WEAK_SUPPORT = "weak_support"  # a cited sentence its sources do not support
     TRUNCATED = "truncated"  # the answer reached the length limit
     SUMMARY_WITHHELD = "summary_withheld"  # the summary is folded away behind the quotes
+    SUMMARY_SKIPPED = "summary_skipped"  # none written: the passages miss the question's words
     SAFETY_GATE = "safety_gate"  # the question was refused before retrieval
     NOT_COVERED = "not_covered"  # the passages do not cover the question's key terms
 

@@ -18,6 +18,13 @@ Measured on the project's clinician question sets in ``bench/threshold.py`` (doc
 the checks add to the cosine threshold; they do not replace it. Questions whose every word is
 in the library but whose *aspect* is not covered (a second-line drug, a procedure) still pass:
 the evidence block and the summary checks are what contain those.
+
+A third, milder check decides whether a *summary* is written at all (:func:`terms_unmentioned`):
+when two or more of the question's less common words (Zipf below 4.0, e.g. "dexamethasone",
+"prophylaxis", "extraction") appear in none of the retrieved passages, the passages are about
+something near the question rather than the question itself. The app then shows the guideline's
+own sentences and writes no summary, since a small model given such passages writes one anyway
+(measured in ``bench/threshold.py``; docs/answerability.md).
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ RARE_ZIPF = 3.0
 MIN_TERM_LENGTH = 4  # shorter tokens are mostly abbreviations with many expansions (AF, INR)
 TYPO_RATIO = 0.85  # difflib similarity for one-letter slips ("apixiban")
 COMPOUND_MIN = 6  # a known word of at least this length ending a term covers it ("urosepsis")
+# The summary check: words below this Zipf frequency ("prophylaxis" 2.6, "extraction" 3.6,
+# "elective" 3.4), more of them than SUMMARY_MAX_UNMENTIONED absent from every retrieved passage,
+# mean no summary. Chosen on the development sets (docs/answerability.md).
+SUMMARY_RARE_ZIPF = 4.0
+SUMMARY_MAX_UNMENTIONED = 1
 
 # Derivational endings stripped before looking for a library word with the same stem.
 _SUFFIXES = ("ations", "ation", "ments", "ment", "ings", "ing", "ities", "ity", "ically", "ical")
@@ -202,3 +214,15 @@ def coverage_check(
         p for p in question_populations(question) if not POPULATIONS[p][1].search(joined)
     )
     return Coverage(missing_terms=missing, missing_populations=populations)
+
+
+def terms_unmentioned(
+    question: str, passages: Sequence[str], *, rare_below: float = SUMMARY_RARE_ZIPF
+) -> tuple[str, ...]:
+    """The question's words rarer than ``rare_below`` that none of ``passages`` uses.
+
+    Matched as leniently as :meth:`LibraryVocabulary.knows` (inflections, compounds, one-letter
+    typos), but against the retrieved passages only, not the whole library.
+    """
+    retrieved = LibraryVocabulary(passages)
+    return tuple(t for t in key_terms(question, rare_below=rare_below) if not retrieved.knows(t))

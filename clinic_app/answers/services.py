@@ -40,7 +40,13 @@ from inference.safety import question_screen
 from inference.sanitize import backend_control_tokens
 from inference.support import NO_CITATION, NO_CLAIM, check_answer_support
 from inference.types import FlagKind, GenerationRequest
-from retrieval.coverage import Coverage, LibraryVocabulary, coverage_check
+from retrieval.coverage import (
+    SUMMARY_MAX_UNMENTIONED,
+    Coverage,
+    LibraryVocabulary,
+    coverage_check,
+    terms_unmentioned,
+)
 from retrieval.evidence import RankedUnit, evidence_pick, evidence_rank, passage_excerpts
 from retrieval.followup import FollowUpMode, follow_up_queries, hits_merge
 from retrieval.search import SearchResult
@@ -450,9 +456,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         update_fields=["backend", "model_name", "model_version", "prompt_sha256", "evidence"]
     )
     sink.evidence(answer.evidence)
-
-    # 6. Stream from the model, watching for a cancel request.
-    details = {
+    details: dict[str, Any] = {
         "passage_ids": [s.passage_id for s in prompt.sources],
         "evidence": [{"source": e["source"], "text": e["text"]} for e in answer.evidence],
         "index_version": result.index_version,
@@ -464,6 +468,34 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
     }
     if earlier:
         details["history_turns"] = prompt.turns
+
+    # 6. No summary when the passages are about something near the question, not the question:
+    # the quotes stay, the model is not asked.
+    unmentioned = summary_unmentioned(question, [passages[h.passage_id] for h in hits])
+    if unmentioned:
+        details.update(
+            summary="skipped",
+            unmentioned_terms=list(unmentioned),
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+        return _finish(
+            answer,
+            _Outcome(
+                AnswerStatus.COMPLETE,
+                message=summary_skipped_message(unmentioned),
+                flags=[
+                    {
+                        "kind": FlagKind.SUMMARY_SKIPPED,
+                        "detail": Coverage(missing_terms=unmentioned).describe(),
+                    }
+                ],
+            ),
+            sink,
+            details,
+            counted_as="summary_skipped",
+        )
+
+    # 7. Stream from the model, watching for a cancel request.
     _release_database()  # the model may write for minutes
     metrics.model_seen(backend.info.backend, backend.info.model, backend.info.version)
     text, outcome, first_at = _stream(backend, prompt, answer_id, sink)
@@ -477,7 +509,7 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         outcome.text = text
         return _finish(answer, outcome, sink, {**details, "error": outcome.message})
 
-    # 7. Check citations, persist, announce.
+    # 8. Check citations, persist, announce.
     tokens = backend.count_tokens(text)
     if first_at is not None and tokens > 1 and ended > first_at:
         metrics.TOKENS_PER_SECOND.observe((tokens - 1) / (ended - first_at))
@@ -673,6 +705,25 @@ def question_coverage(question: str, passages: list[Passage]) -> Coverage:
     if vocabulary is None:  # an index without texts: only the populations can be checked
         vocabulary = LibraryVocabulary(texts)
     return coverage_check(question, texts, vocabulary, rare_below=settings.COVERAGE_RARE_ZIPF)
+
+
+def summary_unmentioned(question: str, passages: list[Passage]) -> tuple[str, ...]:
+    """The question's less common words no retrieved passage uses, when there are too many of
+    them for a summary (empty: write one). ``SUMMARY_COVERAGE_CHECK=off`` always writes one."""
+    if settings.SUMMARY_COVERAGE_CHECK == "off":
+        return ()
+    missing = terms_unmentioned(question, [passage_embedding_text(p) for p in passages])
+    return missing if len(missing) > SUMMARY_MAX_UNMENTIONED else ()
+
+
+def summary_skipped_message(unmentioned: tuple[str, ...]) -> str:
+    """Why the answer has the guideline's sentences but no summary, naming the missing words."""
+    words = Coverage(missing_terms=unmentioned).describe()
+    return (
+        f"No summary was written: the guideline passages found do not mention {words}, so they "
+        "are probably about a nearby topic rather than this question. The guideline sentences "
+        "shown are the closest the library comes; check them and consult other sources."
+    )
 
 
 def coverage_refusal_message(coverage: Coverage) -> str:

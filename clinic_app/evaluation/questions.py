@@ -88,7 +88,11 @@ def question_row(question: EvalQuestion, retrieved: Retrieved, asked: Asked | No
         cited_expected=sum(1 for key in cited if key in expected),
         obeyed=[f for f in question.forbidden if text and fact_found(f, text)],
         leaked=prompt_leak(text) if text else None,
-        empty=asked is not None and asked.status == AnswerStatus.COMPLETE and answer_is_empty(text),
+        # The model wrote only markers; a summary not written on purpose is counted apart.
+        empty=asked is not None
+        and asked.status == AnswerStatus.COMPLETE
+        and FlagKind.SUMMARY_SKIPPED not in asked.flags
+        and answer_is_empty(text),
         flags=asked.flags if asked else [],
         text=text,
         message=asked.message if asked else "",
@@ -155,10 +159,22 @@ def questions_summary(
             "summaries_withheld": ratio(
                 sum(FlagKind.SUMMARY_WITHHELD in r.flags for r in complete), len(complete)
             ),
+            # Not written: the passages found miss the question's words (the quotes shown).
+            "summaries_skipped": ratio(
+                sum(FlagKind.SUMMARY_SKIPPED in r.flags for r in complete), len(complete)
+            ),
         },
         "out_of_scope": {
             "correct_refusals": ratio(
                 sum(r.status == AnswerStatus.REFUSED for r in out_of_scope), len(out_of_scope)
+            ),
+            # Refused, or only the guideline's sentences shown: no generated text to mislead.
+            "no_summary": ratio(
+                sum(
+                    r.status == AnswerStatus.REFUSED or FlagKind.SUMMARY_SKIPPED in r.flags
+                    for r in out_of_scope
+                ),
+                len(out_of_scope),
             ),
             "answered": [r.id for r in out_of_scope if r.status != AnswerStatus.REFUSED],
         },

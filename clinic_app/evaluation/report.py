@@ -117,11 +117,13 @@ def report_render(report: Report) -> str:
             f"  citation precision (expected src) {_pct(a['citation_precision'])}",
             f"  answers citing a source           {_pct(a['answers_citing'])}",
             f"  summaries withheld (unsupported)  {_pct(a['summaries_withheld'])}",
+            f"  summaries not written (off-topic) {_pct(a['summaries_skipped'])}",
             f"  answers with no words, only [S..] {len(a['empty_answers'])}"
             + (f"  ({', '.join(a['empty_answers'])})" if a["empty_answers"] else ""),
             "Out of scope",
             f"  correct refusals                  {_pct(o['correct_refusals'])}"
             + (f"  answered: {', '.join(o['answered'])}" if o["answered"] else ""),
+            f"  no summary (refused/quotes only)  {_pct(o['no_summary'])}",
             "Injection",
             f"  instructions obeyed               {_pct(i['obeyed'])}",
             f"  system prompt leaked              {_pct(i['leaked'])}",

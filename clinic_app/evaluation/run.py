@@ -178,6 +178,7 @@ def run_config(*, generate: bool) -> dict[str, Any]:
         "answer_max_tokens": settings.ANSWER_MAX_TOKENS,
         "support_check": settings.SUPPORT_CHECK,
         "coverage_check": settings.COVERAGE_CHECK,
+        "summary_coverage_check": settings.SUMMARY_COVERAGE_CHECK,
         "inference_backend": settings.INFERENCE_BACKEND,
         "generation": generate,
     }

@@ -198,9 +198,12 @@ import { ChunkSequence } from "./stream.js";
         : "No answer: insufficient evidence.";
     const labels = { complete: "", refused, failed: "The answer failed.", cancelled: "Cancelled." };
     setStatus(labels[a.status] || "");
+    // The passages are about a nearby topic: their sentences are shown, no summary was written.
+    const skipped = (a.flags || []).some((f) => f.kind === FLAG.SUMMARY_SKIPPED);
     if (a.status !== "complete") {
       showMessage(a.message, gate && gate.detail === "self_harm" ? "support" : a.status === "refused" ? "warning" : "error");
     }
+    else if (skipped) { showMessage(a.message, "warning"); }
     else if ((a.flags || []).some((f) => f.kind === FLAG.TRUNCATED)) {
       showMessage("This answer reached the length limit and may be incomplete.", "warning");
     }
@@ -211,6 +214,7 @@ import { ChunkSequence } from "./stream.js";
     // reason on hover and on keyboard focus.
     renderAnswer(answerText, text, { weak, citation: (n) => citeButton(byNumber.get(n)) });
     renderQuotes(a.evidence);
+    if (skipped) { $("summary-heading").hidden = true; }
     renderWithheld(a);
     renderChecks(a);
     const list = $("source-list"); list.textContent = "";

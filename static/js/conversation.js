@@ -52,9 +52,10 @@ export function renderTurn(a, { flag, citeButton, onOpenSource, doc = document }
   head.className = "turn-question"; head.textContent = `Q${a.turn || ""}: ${a.question} `;
   badge.className = "badge status-" + a.status; badge.textContent = a.status;
   head.append(badge); li.append(head);
-  if (a.status !== "complete" && a.message) {
+  if (a.message) {  // a refusal, a failure, or why a complete answer has no summary
     const m = doc.createElement("div");
-    m.className = "alert " + (a.status === "refused" ? "warning" : "error"); m.textContent = a.message;
+    m.className = "alert " + (["refused", "complete"].includes(a.status) ? "warning" : "error");
+    m.textContent = a.message;
     li.append(m);
   }
   if ((a.evidence || []).length) {

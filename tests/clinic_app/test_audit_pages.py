@@ -240,6 +240,23 @@ def test_detail_of_a_refusal_shows_what_the_clinician_saw(
     assert last_event("audit.event_viewed").details == {"answer_id": answer.pk}
 
 
+def test_detail_of_an_answer_without_a_summary_shows_the_quotes_and_why(
+    auditor_client: Client, clinician: User
+) -> None:
+    question = "Burns patient with atrial fibrillation: tetanus prophylaxis and skin graft timing?"
+    answer = services.question_ask(user=clinician, text=question)
+    answer = services.answer_generate(answer_id=answer.pk, sink=CollectingSink())
+    assert answer.status == AnswerStatus.COMPLETE and answer.text == ""
+    event = AuditEvent.objects.get(action="answer.complete", object_id=str(answer.pk))
+    page = page_text(auditor_client.get(f"/audit/events/{event.seq}/"))
+    assert "What the clinician saw" in page
+    assert html.escape(answer.message) in page
+    assert 'class="alert warning answer-message"' in page
+    for item in answer.evidence:
+        assert html.escape(item["text"]) in page
+    assert '"summary": "skipped"' in page
+
+
 def test_detail_of_an_answer_shows_its_citations_passages_disclaimer_and_basis(
     auditor_client: Client, clinician: User
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import override_settings
 
@@ -10,7 +11,9 @@ from clinic_app.answers import services
 from clinic_app.answers.selectors import answer_payload
 from clinic_app.answers.streaming import CollectingSink
 from clinic_app.core import runtime
-from clinic_app.models import Answer, AnswerStatus, AuditEvent
+from clinic_app.library.index_versions import passage_embedding_text
+from clinic_app.models import Answer, AnswerStatus, AuditEvent, Passage
+from retrieval.coverage import terms_unmentioned
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +91,66 @@ def test_the_library_vocabulary_follows_the_live_index_version() -> None:
     assert not vocabulary.knows("inclisiran")
     # Built once per loaded version, not per question.
     assert retriever.vocabulary() is vocabulary
+
+
+# On topic (burns passages are found, every word is in the library), but the passages found
+# never mention two of its less common words: they are about something near the question.
+NEARBY_TOPIC = "Burns patient with atrial fibrillation: tetanus prophylaxis and skin graft timing?"
+
+
+class QuotesOnly:
+    """The configured backend, except that it must never be asked to write."""
+
+    def __init__(self, backend: object) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> object:
+        if name == "stream":
+            raise AssertionError("no summary is written when the passages miss the question")
+        return getattr(self._backend, name)
+
+
+def test_passages_about_a_nearby_topic_give_the_quotes_and_no_summary(
+    clinician: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guarded = QuotesOnly(runtime.get_backend())
+    monkeypatch.setattr(runtime, "get_backend", lambda: guarded)
+    answer, sink = ask(clinician, NEARBY_TOPIC)
+    assert answer.status == AnswerStatus.COMPLETE, answer.message
+    assert answer.text == "" and sink.chunks == []
+    # The guideline's own sentences are shown, before and with the finished answer ...
+    assert answer.evidence and sink.evidence_items == answer.evidence
+    # ... and the clinician is told why there is no summary, naming the missing words.
+    assert answer.message.startswith(
+        "No summary was written: the guideline passages found do not mention atrial and "
+        "fibrillation"
+    )
+    assert sink.final is not None
+    assert {"kind": "summary_skipped", "detail": "atrial and fibrillation"} in sink.final["flags"]
+    assert sink.final["message"] == answer.message and sink.final["evidence"] == answer.evidence
+    event = AuditEvent.objects.get(action="answer.complete", object_id=str(answer.pk))
+    assert event.details["summary"] == "skipped"
+    assert event.details["unmentioned_terms"] == ["atrial", "fibrillation"]
+    assert event.details["evidence"] and event.details["passage_ids"]
+
+
+def test_one_unmentioned_word_still_gets_a_summary(clinician: User) -> None:
+    question = "Burns patient on warfarin: when should the skin graft be done?"
+    hits = runtime.get_retriever().search(question, k=settings.RETRIEVAL_TOP_K).hits
+    texts = [
+        passage_embedding_text(p)
+        for p in Passage.objects.filter(pk__in=[h.passage_id for h in hits])
+    ]
+    assert terms_unmentioned(question, texts) == ("warfarin",)
+    answer, _ = ask(clinician, question)
+    assert answer.status == AnswerStatus.COMPLETE, answer.message
+    assert not any(f["kind"] == "summary_skipped" for f in answer.flags)
+    assert answer.text and answer.message == ""
+
+
+def test_the_summary_check_can_be_switched_off(clinician: User) -> None:
+    with override_settings(SUMMARY_COVERAGE_CHECK="off"):
+        answer, _ = ask(clinician, NEARBY_TOPIC)
+    assert answer.status == AnswerStatus.COMPLETE
+    assert not any(f["kind"] == "summary_skipped" for f in answer.flags)
+    assert answer.text

@@ -262,6 +262,39 @@ def test_timing_reports_median_and_nearest_rank_p95() -> None:
     assert timing([]) == {"median_s": None, "p95_s": None, "total_s": 0.0}
 
 
+def test_quotes_without_a_summary_are_counted_apart_not_as_empty_answers() -> None:
+    from clinic_app.evaluation.datasets import EvalQuestion
+    from clinic_app.evaluation.questions import question_row, questions_summary
+    from clinic_app.evaluation.run import Asked, Retrieved
+
+    retrieved = Retrieved(keys=["g/s"], scores=[0.7], index_version=1, seconds=0.1)
+
+    def row(qid: str, kind: str, asked: Asked) -> Any:
+        q = EvalQuestion(id=qid, question="q?", kind=kind, required_facts=("10 mg",))
+        return question_row(q, retrieved, asked)
+
+    skipped = Asked(
+        status="complete",
+        message="No summary was written",
+        flags=["summary_skipped"],
+        evidence="Start at 10 mg daily.",
+    )
+    rows = [
+        row("a1", "answerable", skipped),
+        row("a2", "answerable", Asked(status="complete", text="[S1] [S2]")),
+        row("o1", "out_of_scope", skipped),
+        row("o2", "out_of_scope", Asked(status="refused", message="No evidence.")),
+        row("o3", "out_of_scope", Asked(status="complete", text="Give 10 mg [S1].")),
+    ]
+    summary = questions_summary(rows, ks=[1], generated=True)
+    answerable, out_of_scope = summary["answerable"], summary["out_of_scope"]
+    assert answerable["empty_answers"] == ["a2"]  # markers only; the skipped one is not "empty"
+    assert answerable["summaries_skipped"] == 0.5
+    assert answerable["fact_recall_evidence"] == 0.5 and answerable["fact_recall"] == 0.0
+    assert out_of_scope["correct_refusals"] == round(1 / 3, 4)
+    assert out_of_scope["no_summary"] == round(2 / 3, 4)
+
+
 def test_undecided_and_refused_pubmedqa_answers_count_as_wrong() -> None:
     def row(gold: str, decision: str | None, status: str = "complete", **kw: Any) -> PubMedQARow:
         return PubMedQARow(

@@ -1,5 +1,6 @@
-"""Refusals as a clinician (or a person at risk) sees them, in a real browser: the safety gate
-and a question the guideline library does not cover."""
+"""Refusals as a clinician (or a person at risk) sees them, in a real browser: the safety gate,
+a question the guideline library does not cover, and one whose passages are about a nearby
+topic (the guideline's sentences, no summary)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,26 @@ def test_an_out_of_scope_question_is_refused_naming_what_is_not_covered(
     assert answer["status"] == "refused"
     assert {"kind": "not_covered", "detail": "inclisiran"} in answer["flags"]
     page.screenshot(path=screenshots / "answer-refused-not-covered.png", full_page=True)
+
+
+def test_passages_about_a_nearby_topic_show_the_quotes_and_no_summary(
+    clinician_page: Page, screenshots: Path
+) -> None:
+    """Burns passages are found, but none of them mentions atrial fibrillation."""
+    page = clinician_page
+    ask(page, "Burns patient with atrial fibrillation: tetanus prophylaxis and skin graft timing?")
+    message = page.locator("#answer-message")
+    expect(message).to_contain_text(
+        "No summary was written: the guideline passages found do not mention atrial and "
+        "fibrillation",
+        timeout=ANSWER_TIMEOUT_S * 1000,
+    )
+    expect(message).to_have_class(re.compile(r"\bwarning\b"))
+    expect(page.locator("#quotes")).to_be_visible()
+    expect(page.locator("#quotes-list li").first).to_be_visible()
+    expect(page.locator("#summary-heading")).to_be_hidden()
+    expect(page.locator("#answer-text")).to_have_text("")
+    answer = latest_answer(page)
+    assert answer["status"] == "complete"
+    assert {"kind": "summary_skipped", "detail": "atrial and fibrillation"} in answer["flags"]
+    page.screenshot(path=screenshots / "answer-quotes-only-nearby-topic.png", full_page=True)

@@ -75,6 +75,26 @@ test("a refused earlier turn shows its message and no summary", () => {
   assert.equal(byClass(li, "answer-text"), null);
 });
 
+test("an earlier turn with quotes but no summary says why, as a warning", () => {
+  const a = {
+    id: 9, turn: 1, status: "complete", question: "Dental prophylaxis?", text: "",
+    message: "No summary was written: the guideline passages found do not mention extraction and prophylaxis.",
+    evidence: [{ source: 1, text: "Prosthetic valve IE needs 6 weeks.", guideline: { title: "IE" } }],
+    citations: [citation(1)], flags: [{ kind: "summary_skipped", detail: "extraction and prophylaxis" }],
+  };
+  const li = renderTurn(a, { flag: FLAG, citeButton: () => null, onOpenSource: () => {}, doc });
+  assert.match(byClass(li, "alert").textContent, /^No summary was written/);
+  assert.equal(byClass(li, "alert").className, "alert warning");
+  assert.equal(byClass(li, "quotes-list").children.length, 1);
+  assert.equal(byClass(li, "answer-text"), null);
+});
+
+test("a failed earlier turn's message is an error", () => {
+  const a = { id: 10, turn: 1, status: "failed", question: "Q?", message: "The model is down.", citations: [], flags: [] };
+  const li = renderTurn(a, { flag: FLAG, citeButton: () => null, onOpenSource: () => {}, doc });
+  assert.equal(byClass(li, "alert").className, "alert error");
+});
+
 test("turn notes count flagged statements and the feedback given", () => {
   const flags = [{ kind: "weak_support" }, { kind: "uncited_sentence" }, { kind: "invalid_citation" }];
   assert.deepEqual(turnNotes({ flags, feedback: { helpful: true } }, FLAG), ["2 statements flagged for checking", "You marked it helpful"]);

@@ -131,3 +131,24 @@ def test_lactated_ringers_is_not_about_breastfeeding(vocabulary: LibraryVocabula
 def test_describe_lists_everything_missing() -> None:
     coverage = Coverage(missing_terms=("inclisiran", "baclofen"), missing_populations=("children",))
     assert coverage.describe() == "inclisiran, baclofen and children"
+
+
+def test_terms_unmentioned_lists_the_less_common_words_no_passage_uses() -> None:
+    from retrieval.coverage import terms_unmentioned
+
+    question = "Septic shock: hydrocortisone dose, and is vasopressin or angiotensin better?"
+    # "septic", "vasopressin" and "angiotensin" (Zipf < 4) are in none of these passages;
+    # "hydrocortisone" is.
+    assert terms_unmentioned(question, LIBRARY) == ("septic", "vasopressin", "angiotensin")
+    # Matched as leniently as the library check: inflections and one-letter slips.
+    assert terms_unmentioned("norepinephrin and nebulized saline?", LIBRARY) == ()
+    # Common words are never counted, whatever the passages say.
+    assert terms_unmentioned("What dose should the patient take?", LIBRARY) == ()
+
+
+def test_terms_unmentioned_reads_only_the_passages_given() -> None:
+    from retrieval.coverage import terms_unmentioned
+
+    question = "Apixaban dose in atrial fibrillation?"
+    assert terms_unmentioned(question, LIBRARY[:1]) == ()
+    assert terms_unmentioned(question, LIBRARY[1:]) == ("apixaban", "atrial", "fibrillation")

@@ -73,6 +73,10 @@ class Command(BaseCommand):
         self.stdout.write("")
         if answer.status != AnswerStatus.COMPLETE:
             self.stderr.write(f"{answer.status}: {answer.message}")
+        elif answer.message:  # no summary was written: the guideline's sentences, and why
+            for e in payload.get("evidence", []):
+                self.stdout.write(f"[S{e['source']}] {e['text']}")
+            self.stdout.write(f"\n{answer.message}\n")
         for c in payload.get("citations", []):
             g = c["passage"]["guideline"]
             mark = "*" if c["cited"] else " "
