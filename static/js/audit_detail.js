@@ -25,3 +25,12 @@ for (const box of document.querySelectorAll(".answer-text[data-answer-id]")) {
   });
   box.dataset.rendered = "true";
 }
+
+// The quotes ("What the guidelines say") as the ask page renders them: the guideline's own
+// **bold** and lists, as DOM nodes.
+for (const quote of document.querySelectorAll("blockquote.quote-text")) {
+  const text = quote.textContent;
+  quote.textContent = "";
+  renderAnswer(quote, text);
+  quote.dataset.rendered = "true";
+}

@@ -7,7 +7,9 @@ import { renderAnswer, weakRanges } from "./render.js";
 export function quoteItem(e, doc = document) {
   const li = doc.createElement("li"), quote = doc.createElement("blockquote");
   const cite = doc.createElement("div"), g = e.guideline || {};
-  quote.textContent = e.text;                           // text only: never parsed as HTML
+  // The guideline's own markdown emphasis (**bold**, lists) as the page's renderer shows it;
+  // built as DOM nodes, never parsed as HTML.
+  renderAnswer(quote, e.text || "");
   cite.className = "quote-source muted";
   cite.textContent = `[S${e.source}] ${[g.title, g.organisation, g.year].filter(Boolean).join(" · ")}` +
     (e.section ? ` — ${e.section}` : "");

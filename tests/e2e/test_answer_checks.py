@@ -22,6 +22,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from clinic_app.models import Answer, AnswerStatus, Citation, Passage, Question
 text = {text!r}
+QUOTE = {quote!r}
 user = User.objects.get(username="clinician")
 question = Question.objects.create(user=user, text="Which patients with AF need anticoagulation?")
 answer = Answer.objects.create(
@@ -33,6 +34,8 @@ answer = Answer.objects.create(
           "sentence": {weak!r}}},
         {{"kind": "uncited_sentence", "detail": {uncited!r}}},
     ],
+    evidence=[{{"source": 1, "text": QUOTE, "score": 0.9, "section": "Anticoagulation",
+               "guideline": {{"key": "af", "title": "AF", "organisation": "ACC", "year": 2023}}}}],
 )
 Citation.objects.create(answer=answer, number=1, passage=Passage.objects.order_by("pk").first(),
                         score=0.7, cited=True)
@@ -40,9 +43,13 @@ print(json.dumps({{"id": answer.pk}}))
 """
 
 
+# A quote as the guidelines write it (markdown bold), with markup that must stay text.
+QUOTE = '**Offer** a DOAC <img src=x onerror="window.pwned=2">'
+
+
 def stored_answer(server: live.Server, text: str, weak: str = "", uncited: str = "") -> int:
     out = live.manage(
-        server.env, "shell", "-c", CREATE.format(text=text, weak=weak, uncited=uncited)
+        server.env, "shell", "-c", CREATE.format(text=text, weak=weak, uncited=uncited, quote=QUOTE)
     )
     return int(json.loads(out.strip().splitlines()[-1])["id"])
 
@@ -68,6 +75,11 @@ def test_a_complete_answer_is_shown_as_safe_markdown(
     # Markup the model wrote stays text: no element is created, nothing runs.
     expect(body.locator("img")).to_have_count(0)
     expect(body.locator("ul > li").nth(1)).to_contain_text('<img src=x onerror="window.pwned=1">')
+    # The quotes too: the guideline's bold as bold, its markup as text.
+    quote = page.locator("#quotes-list blockquote")
+    expect(quote.locator("strong")).to_have_text("Offer")
+    expect(quote).to_contain_text('a DOAC <img src=x onerror="window.pwned=2">')
+    expect(page.locator("#quotes-list img")).to_have_count(0)
     assert page.evaluate("() => window.pwned") is None
 
 
@@ -79,7 +91,7 @@ def test_flagged_sentences_are_marked_with_their_reason(
         e2e_server.env,
         "shell",
         "-c",
-        CREATE.format(text=text, weak=WEAK, uncited=UNCITED),
+        CREATE.format(text=text, weak=WEAK, uncited=UNCITED, quote=QUOTE),
     )
     answer_id = json.loads(out.strip().splitlines()[-1])["id"]
     page = clinician_page
@@ -138,4 +150,10 @@ def test_the_auditor_reads_the_answer_rendered_and_marked_as_the_clinician_did(
     expect(link).to_have_text("[S1]")
     expect(link).to_have_attribute("href", "#audit-source-1")
     expect(page.locator("#audit-source-1")).to_be_visible()
+    # The quotes as the clinician saw them: bold rendered, markup left as text.
+    quote = page.locator("blockquote.quote-text")
+    expect(quote).to_have_attribute("data-rendered", "true")
+    expect(quote.locator("strong")).to_have_text("Offer")
+    expect(page.locator("blockquote.quote-text img")).to_have_count(0)
+    assert page.evaluate("() => window.pwned") is None
     page.screenshot(path=screenshots / "audit-answer-rendered.png", full_page=True)

@@ -82,6 +82,9 @@ def test_passages_about_a_nearby_topic_show_the_quotes_and_no_summary(
     expect(message).to_have_class(re.compile(r"\bwarning\b"))
     expect(page.locator("#quotes")).to_be_visible()
     expect(page.locator("#quotes-list li").first).to_be_visible()
+    # The guideline's own **bold** ("**Tetanus prophylaxis** is mandatory") is shown as bold.
+    expect(page.locator("#quotes-list blockquote strong").first).to_be_visible()
+    expect(page.locator("#quotes-list")).not_to_contain_text("**")
     expect(page.locator("#summary-heading")).to_be_hidden()
     expect(page.locator("#answer-text")).to_have_text("")
     answer = latest_answer(page)

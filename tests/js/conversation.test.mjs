@@ -41,6 +41,13 @@ test("a quote names its source, guideline, organisation, year and section, as te
   assert.equal(cite.textContent, "[S2] AF · ACC · 2023 — 4.1");
 });
 
+test("a quote shows the guideline's own bold as bold, without the asterisks", () => {
+  const li = quoteItem({ source: 1, text: "**Tetanus prophylaxis** is mandatory:", guideline: { title: "Burns" } }, doc);
+  const [quote] = li.children;
+  assert.equal(quote.textContent, "Tetanus prophylaxis is mandatory:");
+  assert.equal(quote.find((e) => e.tagName === "strong").textContent, "Tetanus prophylaxis");
+});
+
 test("a source button opens its own source", () => {
   const opened = [];
   const b = sourceButton(citation(3), (c) => opened.push(c.number), doc);
