@@ -34,7 +34,7 @@ EXCERPT_PROMPT_OVERHEAD = 130
 TARGET_FIRST_TOKEN_S = 3.0
 TARGET_ANSWER_S = 15.0
 # Part of the key of a recorded choice: a new rule must not trust a choice made by the old one.
-CHOICE_RULE = "targets-met-then-closest-v3-precisions"
+CHOICE_RULE = "targets-met-then-closest-v4-integer-files-everywhere"
 _FILLER = (
     "Adults with atrial fibrillation and a CHA2DS2-VASc score of 2 or more in men, or 3 or "
     "more in women, should be offered oral anticoagulation; a direct oral anticoagulant is "

@@ -176,7 +176,7 @@ def embedded_engine() -> tuple[str, str]:
 def embedded_precision(engine: str) -> str:
     """The precision to run ``engine`` in: ``EMBEDDED_MODEL_DTYPE``, except that ``auto`` takes
     the precision `manage.py calibrate_engine` measured fastest for that engine on this machine
-    (llama.cpp: the shipped quantised file or its Q8_0 copy, on CPUs without native bf16)."""
+    (llama.cpp: the shipped quantised file, its Q8_0 copy, or bf16 where native)."""
     chosen = settings.EMBEDDED_MODEL_DTYPE
     if chosen != "auto":
         return chosen

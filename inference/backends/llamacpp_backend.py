@@ -53,8 +53,8 @@ _POLL_S = 0.05
 def gguf_precision(requested: str) -> DtypeChoice:
     """The weights llama.cpp should run for ``requested`` (one of :data:`PRECISIONS`).
 
-    ``auto`` is bf16 where the CPU computes it natively and the shipped quantised file elsewhere
-    (unless a measurement made here says otherwise: :func:`auto_candidates`).
+    ``auto`` is bf16 where the CPU computes it natively and the shipped quantised file elsewhere,
+    until a measurement made here says otherwise (:func:`auto_candidates`).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"unsupported precision {requested!r}; use one of {PRECISIONS}")
@@ -67,14 +67,19 @@ def gguf_precision(requested: str) -> DtypeChoice:
 
 
 def auto_candidates() -> tuple[str, ...]:
-    """The precisions ``auto`` may stand for on this CPU, to be measured against each other.
+    """The precisions ``auto`` may stand for on this CPU, to be measured against each other,
+    the one used until then first.
 
-    bf16 alone where the CPU computes it natively; elsewhere the shipped quantised file and its
-    Q8_0 copy, which trade places from one CPU to another (which integer kernels are faster
-    depends on the instruction set and the cache sizes).
+    The shipped quantised file and its Q8_0 copy everywhere, which trade places from one CPU to
+    another (which integer kernels are faster depends on the instruction set and the cache
+    sizes); bf16 too, first, where the CPU computes it natively: it reads prompts fastest there,
+    but writes slower than the integer files (2-core AVX512-BF16 EPYC: 40 vs 61-64 tokens/s),
+    so which wins depends on the answer's length and the machine. Emulated bf16 is never a
+    candidate (2-6x slower on AVX2).
     """
     choice = gguf_precision(AUTO)
-    return (QUANTIZED, Q8_0) if choice.dtype == QUANTIZED else (choice.dtype,)
+    integer = (QUANTIZED, Q8_0)
+    return integer if choice.dtype == QUANTIZED else (choice.dtype, *integer)
 
 
 def gguf_variant(model_dir: Path, precision: str) -> Path:

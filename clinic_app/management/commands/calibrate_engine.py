@@ -2,8 +2,8 @@
 
 ``INFERENCE_BACKEND=embedded`` then uses the recorded engine, and ``EMBEDDED_MODEL_DTYPE=auto``
 its recorded precision (clinic_app/core/runtime.py). llama.cpp is measured in each precision
-``auto`` may stand for here (``inference.backends.llamacpp_backend.auto_candidates``: bf16 where
-native, else the shipped quantised file and its Q8_0 copy); transformers in its own. Run in
+``auto`` may stand for here (``inference.backends.llamacpp_backend.auto_candidates``: the
+shipped quantised file and its Q8_0 copy, and bf16 where native); transformers in its own. Run in
 the background by ``make run`` and at the end of a background llama.cpp build. ``--if-needed``
 does nothing when a measurement for this machine, these engine versions and these settings is
 already recorded.
