@@ -12,6 +12,9 @@ from retrieval.sentences import ANSWER, sentences_split
 
 _URL = re.compile(r"(?:https?://|www\.)[^\s)\]>]+", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_LEADING_CITATIONS = re.compile(
+    r"^((?:\s*\[\s*S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*\])+)\s*(.*)$", re.I | re.S
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,17 @@ class Flag:
 
     kind: FlagKind
     detail: str
+
+
+@dataclass(frozen=True)
+class CitedSentence:
+    """One sentence of an answer as written (citation markers included) and what it cites.
+
+    ``cited`` holds 1-based source numbers: ``[S1]`` is ``passages[0]``.
+    """
+
+    text: str
+    cited: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,35 @@ def split_sentences(text: str) -> list[str]:
     list items part paragraphs.
     """
     return sentences_split(text, ANSWER)
+
+
+def cited_sentences(text: str) -> list[CitedSentence]:
+    """Split an answer into sentences and the source numbers each one cites.
+
+    A citation written after the full stop ("... daily. [S1] Next ...") belongs to the sentence
+    before it, unless the answer opens with a citation: then it cites first throughout
+    ("[S1] Offer X. [S2] Give Y.").
+    """
+    parts = split_sentences(text)
+    cites_first = bool(parts) and _LEADING_CITATIONS.match(parts[0]) is not None
+    sentences: list[list[str]] = []
+    for part in parts:
+        leading = None if cites_first else _LEADING_CITATIONS.match(part)
+        if leading and sentences:
+            sentences[-1].append(leading.group(1).strip())
+            part = leading.group(2).strip()
+        if part:
+            sentences.append([part])
+    result = []
+    for pieces in sentences:
+        sentence = " ".join(pieces)
+        cited: list[int] = []
+        for group in CITATION_GROUP.findall(sentence):
+            for number in marker_numbers(group):
+                if number not in cited:
+                    cited.append(number)
+        result.append(CitedSentence(sentence, tuple(cited)))
+    return result
 
 
 def check_answer(
@@ -73,9 +116,10 @@ def check_answer(
                 flags.append(Flag(kind, f"removed {found!r}: no source contains it"))
                 cleaned = cleaned.replace(found, "")
     cleaned = re.sub(r"[ \t]+\n", "\n", cleaned).strip()
-    for sentence in split_sentences(cleaned):
-        if len(sentence) > 20 and not CITATION_GROUP.search(sentence):
-            flags.append(Flag(FlagKind.UNCITED_SENTENCE, sentence[:200]))
+    # A marker after the full stop ("... daily. [S1]") cites the sentence before it.
+    for sentence in cited_sentences(cleaned):
+        if len(sentence.text) > 20 and not sentence.cited:
+            flags.append(Flag(FlagKind.UNCITED_SENTENCE, sentence.text[:200]))
     return CheckedAnswer(text=cleaned, cited=cited, flags=flags)
 
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inference.citations import split_sentences
-from inference.markers import CITATION_GROUP, marker_numbers, markers_remove
+from inference.citations import CitedSentence, cited_sentences
+from inference.markers import markers_remove
 from retrieval.sentences import PASSAGE, sentences_split
 
 if TYPE_CHECKING:
@@ -59,17 +59,6 @@ LOW_SUPPORT = "low_support"
 
 
 @dataclass(frozen=True)
-class CitedSentence:
-    """One sentence of an answer as written (citation markers included) and what it cites.
-
-    ``cited`` holds 1-based source numbers: ``[S1]`` is ``passages[0]``.
-    """
-
-    text: str
-    cited: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class SentenceSupport:
     """The verdict on one sentence.
 
@@ -91,9 +80,6 @@ class SentenceSupport:
 
 # -- text analysis ----------------------------------------------------------------------------
 
-_LEADING_CITATIONS = re.compile(
-    r"^((?:\s*\[\s*S\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*\])+)\s*(.*)$", re.I | re.S
-)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+(?:\.\d+)?")
 # Negation scopes over its clause: "repeat the dose if there is no improvement" has two.
 _CLAUSE_BREAK = re.compile(
@@ -406,35 +392,6 @@ def _refs(numbers: Sequence[int]) -> str:
 
 
 # -- parsing an answer ------------------------------------------------------------------------
-
-
-def cited_sentences(text: str) -> list[CitedSentence]:
-    """Split an answer into sentences and the source numbers each one cites.
-
-    A citation written after the full stop ("... daily. [S1] Next ...") belongs to the sentence
-    before it, unless the answer opens with a citation: then it cites first throughout
-    ("[S1] Offer X. [S2] Give Y.").
-    """
-    parts = split_sentences(text)
-    cites_first = bool(parts) and _LEADING_CITATIONS.match(parts[0]) is not None
-    sentences: list[list[str]] = []
-    for part in parts:
-        leading = None if cites_first else _LEADING_CITATIONS.match(part)
-        if leading and sentences:
-            sentences[-1].append(leading.group(1).strip())
-            part = leading.group(2).strip()
-        if part:
-            sentences.append([part])
-    result = []
-    for pieces in sentences:
-        sentence = " ".join(pieces)
-        cited: list[int] = []
-        for group in CITATION_GROUP.findall(sentence):
-            for number in marker_numbers(group):
-                if number not in cited:
-                    cited.append(number)
-        result.append(CitedSentence(sentence, tuple(cited)))
-    return result
 
 
 # -- the check --------------------------------------------------------------------------------

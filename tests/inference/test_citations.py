@@ -30,6 +30,17 @@ def test_uncited_sentences_are_flagged_not_removed() -> None:
     assert kinds(result) == ["uncited_sentence"]
 
 
+def test_a_marker_after_the_full_stop_cites_the_sentence_before_it() -> None:
+    # How larger models often write: the marker after the sentence's full stop.
+    result = check_answer(
+        "From a CHA2DS2-VASc score of 2, anticoagulation is recommended (Class I). [S2]\n\n"
+        "The INR target is 2.0-3.0 with warfarin. [S1] Review the dose every year.",
+        source_count=2,
+    )
+    assert result.cited == [2, 1]
+    assert [f.detail for f in result.flags] == ["Review the dose every year."]
+
+
 def test_urls_and_markup_no_source_contained_are_stripped() -> None:
     result = check_answer(
         "See https://evil.example/x for more [S1]. <script>alert(1)</script> Done [S1].",
