@@ -443,10 +443,14 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         Citation(answer=answer, number=i, passage_id=s.passage_id, score=scores[s.passage_id])
         for i, s in enumerate(prompt.sources, start=1)
     )
-    answer.backend = backend.info.backend
-    answer.model_name = backend.info.model
-    answer.model_version = backend.info.version
-    answer.prompt_sha256 = hashlib.sha256(prompt.text.encode()).hexdigest()
+    # The passages may be about something near the question, not the question (too many of its
+    # less common words in none of them): then the quotes are the answer, the model is not asked.
+    unmentioned = summary_unmentioned(question, [passages[h.passage_id] for h in hits])
+    if not unmentioned:
+        answer.backend = backend.info.backend
+        answer.model_name = backend.info.model
+        answer.model_version = backend.info.version
+        answer.prompt_sha256 = hashlib.sha256(prompt.text.encode()).hexdigest()
     # 5. Evidence first: the sources' own sentences that best answer the question, shown
     # before the model's first token and kept whatever the model then writes.
     answer.evidence = evidence_build(
@@ -460,18 +464,11 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         "passage_ids": [s.passage_id for s in prompt.sources],
         "evidence": [{"source": e["source"], "text": e["text"]} for e in answer.evidence],
         "index_version": result.index_version,
-        "model": backend.info.model,
-        "model_version": backend.info.version,
-        "prompt_sha256": answer.prompt_sha256,
-        "prompt_tokens": prompt.prompt_tokens,
-        "prompt_sources": "excerpts" if excerpted else "passages",
     }
     if earlier:
         details["history_turns"] = prompt.turns
 
-    # 6. No summary when the passages are about something near the question, not the question:
-    # the quotes stay, the model is not asked.
-    unmentioned = summary_unmentioned(question, [passages[h.passage_id] for h in hits])
+    # 6. No summary: the quotes, and which of the question's words the passages do not use.
     if unmentioned:
         details.update(
             summary="skipped",
@@ -496,6 +493,13 @@ def answer_generate(*, answer_id: int, sink: AnswerSink) -> Answer:
         )
 
     # 7. Stream from the model, watching for a cancel request.
+    details.update(
+        model=backend.info.model,
+        model_version=backend.info.version,
+        prompt_sha256=answer.prompt_sha256,
+        prompt_tokens=prompt.prompt_tokens,
+        prompt_sources="excerpts" if excerpted else "passages",
+    )
     _release_database()  # the model may write for minutes
     metrics.model_seen(backend.info.backend, backend.info.model, backend.info.version)
     text, outcome, first_at = _stream(backend, prompt, answer_id, sink)

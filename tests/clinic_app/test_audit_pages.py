@@ -255,6 +255,7 @@ def test_detail_of_an_answer_without_a_summary_shows_the_quotes_and_why(
     for item in answer.evidence:
         assert html.escape(item["text"]) in page
     assert '"summary": "skipped"' in page
+    assert "the model was not prompted" in page
 
 
 def test_detail_of_an_answer_shows_its_citations_passages_disclaimer_and_basis(

@@ -132,6 +132,9 @@ def test_passages_about_a_nearby_topic_give_the_quotes_and_no_summary(
     assert event.details["summary"] == "skipped"
     assert event.details["unmentioned_terms"] == ["atrial", "fibrillation"]
     assert event.details["evidence"] and event.details["passage_ids"]
+    # The record says the model was not asked.
+    assert answer.backend == answer.model_name == answer.prompt_sha256 == ""
+    assert "model" not in event.details and "prompt_sha256" not in event.details
 
 
 def test_one_unmentioned_word_still_gets_a_summary(clinician: User) -> None:
